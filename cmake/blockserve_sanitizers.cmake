@@ -1,0 +1,21 @@
+# Sanitizer flags (BLOCKSERVE_SANITIZE=address;undefined or thread) for project targets.
+# They are applied per target by the helpers in blockserve_layers.cmake, not globally, so that
+# the sentencepiece shim (loaded into its own dlmopen namespace) stays uninstrumented.
+set(BLOCKSERVE_SANITIZE_FLAGS "")
+foreach(s IN LISTS BLOCKSERVE_SANITIZE)
+  if(s STREQUAL "address")
+    list(APPEND BLOCKSERVE_SANITIZE_FLAGS -fsanitize=address)
+  elseif(s STREQUAL "undefined")
+    list(APPEND BLOCKSERVE_SANITIZE_FLAGS -fsanitize=undefined -fno-sanitize-recover=undefined)
+  elseif(s STREQUAL "thread")
+    list(APPEND BLOCKSERVE_SANITIZE_FLAGS -fsanitize=thread)
+  else()
+    message(FATAL_ERROR "BLOCKSERVE_SANITIZE: unknown sanitizer '${s}' (address, undefined, thread)")
+  endif()
+endforeach()
+if("thread" IN_LIST BLOCKSERVE_SANITIZE AND "address" IN_LIST BLOCKSERVE_SANITIZE)
+  message(FATAL_ERROR "BLOCKSERVE_SANITIZE: thread and address cannot be combined")
+endif()
+if(BLOCKSERVE_SANITIZE_FLAGS)
+  list(APPEND BLOCKSERVE_SANITIZE_FLAGS -fno-omit-frame-pointer)
+endif()
