@@ -17,7 +17,7 @@ PACKAGES=(
   # formats
   nlohmann-json3-dev
   # trainer
-  libtorch-dev
+  libtorch-dev libgloo-dev gnuplot-nox
   # corpora (KJV bible; the Python standard library sources ship with python3)
   bible-kjv python3
 )

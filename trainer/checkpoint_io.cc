@@ -1,0 +1,91 @@
+// ExportModelDir / LoadWeights / LoadBrtLm.
+#include "trainer/checkpoint_io.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "base/status.h"
+#include "models/model_dir.h"
+
+namespace blockserve::trainer {
+namespace {
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = absl::StrCat(path, ".tmp");
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ExportModelDir(BrtLm& model, const std::string& dir, const std::string& tokenizer_model,
+                            const nlohmann::json& training) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
+  nlohmann::json config = nlohmann::json::parse(ModelConfigToJson(model->config()));
+  if (!training.is_null()) config["training"] = training;
+  RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(dir, "/", kConfigFileName), config.dump(2) + "\n"));
+
+  std::vector<torch::Tensor> storage;
+  std::vector<std::pair<std::string, ConstTensorView>> tensors;
+  for (const auto& p : model->named_parameters()) {
+    torch::Tensor t = p.value().detach().to(torch::kCPU, torch::kFloat32).contiguous();
+    storage.push_back(t);
+    tensors.emplace_back(p.key(), ConstTensorView(DType::kF32, t.sizes().vec(), t.data_ptr()));
+  }
+  RETURN_IF_ERROR(WriteSafetensors(absl::StrCat(dir, "/", kWeightsFileName), tensors,
+                                   {{"format", "blockserve"}, {"producer", "blockserve-train"}}));
+  if (!tokenizer_model.empty() && tokenizer_model != absl::StrCat(dir, "/", kTokenizerFileName)) {
+    std::filesystem::copy_file(tokenizer_model, absl::StrCat(dir, "/", kTokenizerFileName),
+                               std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot copy ", tokenizer_model, ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LoadWeights(BrtLm& model, const SafetensorsFile& weights) {
+  RETURN_IF_ERROR(Annotate(ValidateWeights(model->config(), weights), weights.display_name()));
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters()) {
+    ASSIGN_OR_RETURN(ConstTensorView view, weights.Get(p.key()));
+    torch::Tensor src;
+    switch (view.dtype) {
+      case DType::kF32:
+        src = torch::from_blob(const_cast<void*>(view.data), view.shape, torch::kFloat32);
+        break;
+      case DType::kBF16:
+        src = torch::from_blob(const_cast<void*>(view.data), view.shape, torch::kBFloat16);
+        break;
+      case DType::kF16:
+        src = torch::from_blob(const_cast<void*>(view.data), view.shape, torch::kFloat16);
+        break;
+      default:
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", p.key(), "': unsupported dtype"));
+    }
+    p.value().copy_(src);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BrtLm> LoadBrtLm(const std::string& dir) {
+  ASSIGN_OR_RETURN(ModelDir opened, OpenModelDir(dir, /*load_tokenizer=*/false));
+  if (opened.config.family != ModelFamily::kBrt) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, " holds a \"", FamilyName(opened.config.family),
+                                                   "\" model, not \"brt\""));
+  }
+  BrtLm model(opened.config);
+  RETURN_IF_ERROR(LoadWeights(model, *opened.weights));
+  return model;
+}
+
+}  // namespace blockserve::trainer
