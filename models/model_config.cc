@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/file_io.h"
 #include "base/status.h"
 #include "nlohmann/json.hpp"
 
@@ -396,11 +397,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text) {
 }
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  auto config = ParseModelConfig(buffer.str());
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  auto config = ParseModelConfig(text);
   if (!config.ok()) return Annotate(config.status(), path);
   return config;
 }

@@ -6,6 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/file_io.h"
 #include "base/safetensors.h"
 #include "base/status.h"
 #include "models/checkpoint_layout.h"
@@ -13,14 +14,6 @@
 
 namespace blockserve {
 namespace {
-
-absl::Status WriteTextFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
-  return absl::OkStatus();
-}
 
 absl::Status CopyFile(const std::string& from, const std::string& to) {
   std::ifstream in(from, std::ios::binary);
@@ -60,7 +53,7 @@ absl::Status WriteSyntheticModelDir(const ModelConfig& config, const std::string
     storage.push_back(std::move(t));
     tensors.emplace_back(spec.name, storage.back().view());
   }
-  RETURN_IF_ERROR(WriteTextFile(absl::StrCat(dir, "/", kConfigFileName), ModelConfigToJson(config)));
+  RETURN_IF_ERROR(WriteStringToFile(absl::StrCat(dir, "/", kConfigFileName), ModelConfigToJson(config)));
   RETURN_IF_ERROR(WriteSafetensors(absl::StrCat(dir, "/", kWeightsFileName), tensors,
                                    {{"format", "blockserve"}, {"synthetic_seed", absl::StrCat(seed)}}));
   if (!tokenizer_model.empty()) {

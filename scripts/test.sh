@@ -15,7 +15,7 @@ ctest --test-dir build --output-on-failure --timeout 900 -j "${JOBS:-$(nproc)}" 
 echo "== sanitizers: base unit tests under ASan+UBSan"
 BUILD_DIR="$root/build-asan" BUILD_TYPE=Debug CUDA=OFF bash scripts/build.sh \
   -DBLOCKSERVE_SANITIZE="address;undefined" -DBLOCKSERVE_BUILD_TRAINER=OFF -DBLOCKSERVE_BUILD_SERVER=OFF \
-  -- base_tensor_test base_safetensors_test base_utf8_test base_thread_pool_test \
+  -- base_tensor_test base_file_io_test base_safetensors_test base_utf8_test base_thread_pool_test \
            base_status_logging_test base_tokenizer_test models_config_test models_model_dir_test \
            kernels_cpu_rms_norm_test
 ctest --test-dir build-asan --output-on-failure --timeout 900 -j "${JOBS:-$(nproc)}" \

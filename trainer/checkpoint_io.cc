@@ -5,28 +5,11 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "base/file_io.h"
 #include "base/status.h"
 #include "models/model_dir.h"
 
 namespace blockserve::trainer {
-namespace {
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
-  const std::string tmp = absl::StrCat(path, ".tmp");
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 absl::Status ExportModelDir(BrtLm& model, const std::string& dir, const std::string& tokenizer_model,
                             const nlohmann::json& training) {
   std::error_code ec;
@@ -34,7 +17,7 @@ absl::Status ExportModelDir(BrtLm& model, const std::string& dir, const std::str
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
   nlohmann::json config = nlohmann::json::parse(ModelConfigToJson(model->config()));
   if (!training.is_null()) config["training"] = training;
-  RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(dir, "/", kConfigFileName), config.dump(2) + "\n"));
+  RETURN_IF_ERROR(WriteStringToFileAtomically(absl::StrCat(dir, "/", kConfigFileName), config.dump(2) + "\n"));
 
   std::vector<torch::Tensor> storage;
   std::vector<std::pair<std::string, ConstTensorView>> tensors;

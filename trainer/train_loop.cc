@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/file_io.h"
 #include "base/logging.h"
 #include "base/status.h"
 #include "base/thread_pool.h"
@@ -68,22 +69,6 @@ torch::Tensor SumLoss(const torch::Tensor& logits, const torch::Tensor& targets)
   return torch::nn::functional::cross_entropy(
       logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32), targets.reshape({-1}),
       torch::nn::functional::CrossEntropyFuncOptions().ignore_index(0).reduction(torch::kSum));
-}
-
-absl::Status WriteText(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // What must match for --resume to continue a run.
@@ -197,7 +182,7 @@ absl::Status Trainer::SaveState(int step) {
   }
   RETURN_IF_ERROR(comm_->Barrier());
   const std::string rank_prefix = absl::StrCat(tmp, "/rank", comm_->rank());
-  RETURN_IF_ERROR(WriteText(rank_prefix + ".stream", stream_->SaveState()));
+  RETURN_IF_ERROR(WriteStringToFile(rank_prefix + ".stream", stream_->SaveState()));
   std::vector<torch::Tensor> cache;
   for (size_t i = 0; i < cache_.prev_k.size(); ++i) {
     cache.push_back(cache_.prev_k[i]);
@@ -211,7 +196,7 @@ absl::Status Trainer::SaveState(int step) {
     torch::save(*optimizer_, tmp + "/optimizer.pt");
     json state = {{"step", step}, {"run", RunFingerprint(o_)}, {"tokenizer", tokenizer_path_},
                   {"last_eval_bits_per_token", last_eval_.bits_per_token}};
-    RETURN_IF_ERROR(WriteText(tmp + "/state.json", state.dump(2)));
+    RETURN_IF_ERROR(WriteStringToFile(tmp + "/state.json", state.dump(2)));
     fs::remove_all(final_dir, ec);
     fs::rename(tmp, final_dir, ec);
     if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp, ": ", ec.message()));
@@ -221,7 +206,7 @@ absl::Status Trainer::SaveState(int step) {
 
 absl::Status Trainer::RestoreState(int* step) {
   const std::string dir = o_.out_dir + "/train_state";
-  ASSIGN_OR_RETURN(std::string text, ReadText(dir + "/state.json"));
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(dir + "/state.json"));
   const json state = json::parse(text, nullptr, false);
   if (state.is_discarded()) return absl::DataLossError(absl::StrCat(dir, "/state.json is corrupt"));
   if (state["run"] != RunFingerprint(o_)) {
@@ -235,7 +220,7 @@ absl::Status Trainer::RestoreState(int* step) {
   RETURN_IF_ERROR(LoadWeights(*model_, *weights));
   torch::load(*optimizer_, dir + "/optimizer.pt");
   const std::string rank_prefix = absl::StrCat(dir, "/rank", comm_->rank());
-  ASSIGN_OR_RETURN(std::string stream_state, ReadText(rank_prefix + ".stream"));
+  ASSIGN_OR_RETURN(std::string stream_state, ReadFileToString(rank_prefix + ".stream"));
   RETURN_IF_ERROR(stream_->RestoreState(stream_state));
   std::vector<torch::Tensor> cache;
   torch::load(cache, rank_prefix + ".cache.pt");
@@ -247,7 +232,7 @@ absl::Status Trainer::RestoreState(int* step) {
   }
   // Keep the metrics of the steps that the saved state has seen.
   if (leader()) {
-    auto metrics = ReadText(o_.out_dir + "/metrics.jsonl");
+    auto metrics = ReadFileToString(o_.out_dir + "/metrics.jsonl");
     std::string kept;
     if (metrics.ok()) {
       std::istringstream lines(*metrics);
@@ -257,7 +242,7 @@ absl::Status Trainer::RestoreState(int* step) {
         if (!row.is_discarded() && row.value("step", 0) <= *step) kept += line + "\n";
       }
     }
-    RETURN_IF_ERROR(WriteText(o_.out_dir + "/metrics.jsonl", kept));
+    RETURN_IF_ERROR(WriteStringToFile(o_.out_dir + "/metrics.jsonl", kept));
     BS_LOG(INFO) << "resumed from " << dir << " at step " << *step;
   }
   return absl::OkStatus();
@@ -299,7 +284,7 @@ absl::Status Trainer::Run() {
   }
   if (cache_.empty()) cache_ = (*model_)->NewCache(local);
   if (leader()) {
-    BS_LOG(INFO) << "model: " << FamilyName(o_.model.family) << " "
+    BS_LOG(INFO) << "model: " << FamilyName(o_.model.family) << " family, "
                  << json::parse(ModelConfigToJson(o_.model))["brt"]["model"].get<std::string>() << ", "
                  << CountParameters(o_.model) << " parameters; batch " << o_.batch_size << " x " << N
                  << " tokens, " << o_.world_size << " process(es), " << torch::get_num_threads()

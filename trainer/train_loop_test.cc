@@ -176,6 +176,26 @@ TEST(TrainLoopTest, ResumeContinuesTheSameLossCurve) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6 * std::fabs(a[i])) << "step " << i + 1;
 }
 
+TEST(TrainLoopTest, Bf16AutocastTrainsCloseToFp32) {
+  std::vector<double> losses[2];
+  for (int bf16 = 0; bf16 < 2; ++bf16) {
+    const std::string out = testing::MakeTempDir("blockserve_bf16");
+    TrainOptions o = TinyOptions(out);
+    o.steps = 4;
+    o.bf16 = bf16 == 1;
+    ASSERT_TRUE(RunTraining(o).ok());
+    for (const auto& row : ReadMetrics(out)) {
+      if (row.contains("loss")) losses[bf16].push_back(row["loss"].get<double>());
+    }
+  }
+  ASSERT_EQ(losses[1].size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(std::isfinite(losses[1][i]));
+    EXPECT_NEAR(losses[1][i], losses[0][i], 0.05 * losses[0][i]) << "step " << i + 1;
+  }
+  EXPECT_NE(losses[1], losses[0]) << "autocast had no effect";
+}
+
 TEST(TrainLoopTest, ResumeRefusesOtherSettings) {
   const std::string out = testing::MakeTempDir("blockserve_other");
   TrainOptions o = TinyOptions(out);
