@@ -16,6 +16,18 @@ inline void RmsNorm(const float* x, const float* scale, size_t n, float eps, flo
   for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(x[i] * inv * scale[i]);
 }
 
+// Matrix-vector products for a batch: y[b][o] = sum_i w[o][i] * x[b][i].
+// w: (out, in) as float (callers convert bf16 first), x: (batch, in), y: (batch, out).
+inline void MatVec(const float* w, const float* x, size_t batch, size_t out, size_t in, float* y) {
+  for (size_t b = 0; b < batch; ++b) {
+    for (size_t o = 0; o < out; ++o) {
+      double acc = 0.0;
+      for (size_t i = 0; i < in; ++i) acc += static_cast<double>(w[o * in + i]) * x[b * in + i];
+      y[b * out + o] = static_cast<float>(acc);
+    }
+  }
+}
+
 }  // namespace blockserve::ref
 
 #endif  // BLOCKSERVE_KERNELS_REFERENCE_OPS_REF_H_

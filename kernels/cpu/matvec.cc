@@ -1,0 +1,94 @@
+// Batched GEMV per SIMD target: one pass over each weight row serves up to 4 batch rows at a time.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/matvec.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+// Must come after foreach_target.h.
+#include <algorithm>
+
+#include "hwy/highway.h"
+#include "kernels/cpu/matvec.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace blockserve::cpu {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Loads `lanes` weights starting at w + i as f32 vectors (f32 or bf16 source).
+template <class D>
+HWY_INLINE hn::Vec<D> LoadWeights(D df, const float* w, size_t i) {
+  return hn::LoadU(df, w + i);
+}
+template <class D>
+HWY_INLINE hn::Vec<D> LoadWeights(D df, const uint16_t* w, size_t i) {
+  const hn::Rebind<hwy::bfloat16_t, D> dbf;
+  return hn::PromoteTo(df, hn::LoadU(dbf, reinterpret_cast<const hwy::bfloat16_t*>(w + i)));
+}
+HWY_INLINE float ScalarWeight(const float* w, size_t i) { return w[i]; }
+HWY_INLINE float ScalarWeight(const uint16_t* w, size_t i) {
+  const uint32_t bits = static_cast<uint32_t>(w[i]) << 16;
+  float f;
+  hwy::CopyBytes<sizeof(f)>(&bits, &f);
+  return f;
+}
+
+// Up to kTile batch rows per pass over a weight row.
+constexpr size_t kTile = 4;
+
+template <typename W>
+void MatVecRows(const W* w, const float* x, size_t batch, size_t out, size_t in, float* y, size_t row_begin,
+                size_t row_end) {
+  const hn::ScalableTag<float> df;
+  const size_t lanes = hn::Lanes(df);
+  row_end = std::min(row_end, out);
+  for (size_t b0 = 0; b0 < batch; b0 += kTile) {
+    const size_t nb = std::min(kTile, batch - b0);
+    for (size_t o = row_begin; o < row_end; ++o) {
+      const W* row = w + o * in;
+      auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+      size_t i = 0;
+      for (; i + lanes <= in; i += lanes) {
+        const auto wv = LoadWeights(df, row, i);
+        a0 = hn::MulAdd(wv, hn::LoadU(df, x + (b0 + 0) * in + i), a0);
+        if (nb > 1) a1 = hn::MulAdd(wv, hn::LoadU(df, x + (b0 + 1) * in + i), a1);
+        if (nb > 2) a2 = hn::MulAdd(wv, hn::LoadU(df, x + (b0 + 2) * in + i), a2);
+        if (nb > 3) a3 = hn::MulAdd(wv, hn::LoadU(df, x + (b0 + 3) * in + i), a3);
+      }
+      float sums[kTile] = {hn::GetLane(hn::SumOfLanes(df, a0)), hn::GetLane(hn::SumOfLanes(df, a1)),
+                           hn::GetLane(hn::SumOfLanes(df, a2)), hn::GetLane(hn::SumOfLanes(df, a3))};
+      for (; i < in; ++i) {
+        const float wi = ScalarWeight(row, i);
+        for (size_t b = 0; b < nb; ++b) sums[b] += wi * x[(b0 + b) * in + i];
+      }
+      for (size_t b = 0; b < nb; ++b) y[(b0 + b) * out + o] = sums[b];
+    }
+  }
+}
+
+void MatVecF32Impl(const float* w, const float* x, size_t batch, size_t out, size_t in, float* y, size_t row_begin,
+                   size_t row_end) {
+  MatVecRows(w, x, batch, out, in, y, row_begin, row_end);
+}
+void MatVecBF16Impl(const uint16_t* w, const float* x, size_t batch, size_t out, size_t in, float* y,
+                    size_t row_begin, size_t row_end) {
+  MatVecRows(w, x, batch, out, in, y, row_begin, row_end);
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace blockserve::cpu
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace blockserve::cpu {
+HWY_EXPORT(MatVecF32Impl);
+HWY_EXPORT(MatVecBF16Impl);
+
+void MatVecF32(const float* w, const float* x, size_t batch, size_t out, size_t in, float* y, size_t row_begin,
+               size_t row_end) {
+  HWY_DYNAMIC_DISPATCH(MatVecF32Impl)(w, x, batch, out, in, y, row_begin, row_end);
+}
+void MatVecBF16(const uint16_t* w, const float* x, size_t batch, size_t out, size_t in, float* y,
+                size_t row_begin, size_t row_end) {
+  HWY_DYNAMIC_DISPATCH(MatVecBF16Impl)(w, x, batch, out, in, y, row_begin, row_end);
+}
+}  // namespace blockserve::cpu
+#endif  // HWY_ONCE
