@@ -49,22 +49,35 @@ void Sampler::ObservePrompt(absl::Span<const int32_t> tokens) {
   for (int32_t t : tokens) prompt_seen_[t] = 1;
 }
 
-void Sampler::ApplyPenalties(absl::Span<float> logits) const {
+void Sampler::ApplyPenalties(absl::Span<float> logits) {
+  penalized_.clear();
+  const bool repetition = params_.repetition_penalty != 1.0f;
+  const bool additive = params_.presence_penalty != 0.0f || params_.frequency_penalty != 0.0f;
+  if (!repetition && !additive) return;
   const int32_t vocab = static_cast<int32_t>(logits.size());
-  if (params_.repetition_penalty != 1.0f) {
+  // Each touched logit's original value is recorded once (for the reported logprob): the
+  // repetition pass touches every seen token once, and covers every output token, so the
+  // additive pass records only when the repetition pass did not run.
+  auto touch = [&](int32_t t, bool record) -> float* {
+    if (t < 0 || t >= vocab) return nullptr;
+    if (record) penalized_.emplace_back(t, logits[t]);
+    return &logits[t];
+  };
+  if (repetition) {
     auto penalize = [&](int32_t t) {
-      if (t < 0 || t >= vocab) return;
-      float& l = logits[t];
-      l = l > 0 ? l / params_.repetition_penalty : l * params_.repetition_penalty;
+      if (float* l = touch(t, true)) *l = *l > 0 ? *l / params_.repetition_penalty : *l * params_.repetition_penalty;
     };
     for (const auto& [t, unused] : prompt_seen_) penalize(t);
     for (const auto& [t, unused] : output_counts_) {
       if (prompt_seen_.count(t) == 0) penalize(t);
     }
   }
-  for (const auto& [t, count] : output_counts_) {
-    if (t < 0 || t >= vocab) continue;
-    logits[t] -= params_.presence_penalty * (count > 0 ? 1.0f : 0.0f) + params_.frequency_penalty * count;
+  if (additive) {
+    for (const auto& [t, count] : output_counts_) {
+      if (float* l = touch(t, !repetition)) {
+        *l -= params_.presence_penalty * (count > 0 ? 1.0f : 0.0f) + params_.frequency_penalty * count;
+      }
+    }
   }
 }
 
@@ -82,7 +95,6 @@ SampledToken Sampler::Sample(absl::Span<float> logits) {
                       [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
     for (size_t i = 0; i < n; ++i) out.top.emplace_back(scratch_[i].second, raw_logprob(scratch_[i].second, scratch_[i].first));
   }
-  std::vector<float> raw(logits.begin(), logits.end());
   ApplyPenalties(logits);
 
   if (params_.temperature == 0.0f) {
@@ -95,10 +107,18 @@ SampledToken Sampler::Sample(absl::Span<float> logits) {
     // Candidates sorted by processed logit, most likely first (ties: lower id first).
     scratch_.clear();
     for (int32_t t = 0; t < vocab; ++t) scratch_.emplace_back(logits[t] / params_.temperature, t);
-    std::sort(scratch_.begin(), scratch_.end(),
-              [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    auto more_likely = [](const auto& a, const auto& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
     size_t keep = scratch_.size();
-    if (params_.top_k > 0) keep = std::min<size_t>(keep, params_.top_k);
+    if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
+      // Only the k best need ordering: select them, then sort that prefix.
+      keep = params_.top_k;
+      std::nth_element(scratch_.begin(), scratch_.begin() + keep, scratch_.end(), more_likely);
+      std::sort(scratch_.begin(), scratch_.begin() + keep, more_likely);
+    } else {
+      std::sort(scratch_.begin(), scratch_.end(), more_likely);
+    }
     const double top = scratch_[0].first;
     std::vector<double> probs(keep);
     double total = 0;
@@ -135,7 +155,11 @@ SampledToken Sampler::Sample(absl::Span<float> logits) {
       }
     }
   }
-  out.logprob = raw_logprob(out.token, raw[out.token]);
+  float raw = logits[out.token];
+  for (const auto& [t, original] : penalized_) {
+    if (t == out.token) raw = original;
+  }
+  out.logprob = raw_logprob(out.token, raw);
   ++output_counts_[out.token];
   return out;
 }

@@ -49,13 +49,15 @@ class Sampler {
   SampledToken Sample(absl::Span<float> logits);
 
  private:
-  void ApplyPenalties(absl::Span<float> logits) const;
+  // Applies the penalties in place; records touched logits' originals in penalized_.
+  void ApplyPenalties(absl::Span<float> logits);
 
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::unordered_map<int32_t, int> output_counts_;
   std::unordered_map<int32_t, int> prompt_seen_;
   std::vector<std::pair<float, int32_t>> scratch_;
+  std::vector<std::pair<int32_t, float>> penalized_;  // (token, logit before penalties)
 };
 
 }  // namespace blockserve::engine

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs dependencies, builds everything (CUDA sources too when
-# nvcc exists), runs every ctest test, then rebuilds the base layer with ASan+UBSan and runs
-# its unit tests there. Exits non-zero on any failure.
+# nvcc exists), runs every ctest test, then rebuilds the base, models, kernels/cpu and engine
+# unit tests with ASan+UBSan and runs them there. Exits non-zero on any failure.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
