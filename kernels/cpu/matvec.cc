@@ -1,4 +1,4 @@
-// Batched GEMV per SIMD target: one pass over each weight row serves up to 4 batch rows at a time.
+// Batched GEMV per SIMD target: each ~64 KiB block of weight rows is read once for the whole batch.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/matvec.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -33,43 +33,59 @@ HWY_INLINE float ScalarWeight(const uint16_t* w, size_t i) {
 
 // Up to kTile batch rows per pass over a weight row.
 constexpr size_t kTile = 4;
+// Weight rows are visited in blocks of about this many bytes (kept in L2 while every batch tile
+// reads them), so each block comes from DRAM once for the whole batch.
+constexpr size_t kBlockBytes = 64 * 1024;
 
+// y[b][o] for the up to kTile batch rows starting at b0 (nb of them) and weight row `row`.
+// Each batch row has its own accumulator and the same operation order, so its result does not
+// depend on nb or on its position in the tile (bit-identical for every batch size).
 template <typename W>
-void MatVecRows(const W* w, const float* x, size_t batch, size_t out, size_t in, float* y, size_t row_begin,
-                size_t row_end) {
+HWY_INLINE void DotTile(const W* row, const float* x, size_t b0, size_t nb, size_t in, float* y,
+                        size_t out, size_t o) {
   const hn::ScalableTag<float> df;
   const size_t lanes = hn::Lanes(df);
+  auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+  size_t i = 0;
+  for (; i + lanes <= in; i += lanes) {
+    const auto wv = LoadWeights(df, row, i);
+    a0 = hn::MulAdd(wv, hn::LoadU(df, x + (b0 + 0) * in + i), a0);
+    if (nb > 1) a1 = hn::MulAdd(wv, hn::LoadU(df, x + (b0 + 1) * in + i), a1);
+    if (nb > 2) a2 = hn::MulAdd(wv, hn::LoadU(df, x + (b0 + 2) * in + i), a2);
+    if (nb > 3) a3 = hn::MulAdd(wv, hn::LoadU(df, x + (b0 + 3) * in + i), a3);
+  }
+  float sums[kTile] = {hn::GetLane(hn::SumOfLanes(df, a0)), hn::GetLane(hn::SumOfLanes(df, a1)),
+                       hn::GetLane(hn::SumOfLanes(df, a2)), hn::GetLane(hn::SumOfLanes(df, a3))};
+  for (; i < in; ++i) {
+    const float wi = ScalarWeight(row, i);
+    for (size_t b = 0; b < nb; ++b) sums[b] += wi * x[(b0 + b) * in + i];
+  }
+  for (size_t b = 0; b < nb; ++b) y[(b0 + b) * out + o] = sums[b];
+}
+
+// Blocks of weight rows (outer) x batch tiles of kTile x rows of the block (inner).
+template <typename W>
+void MatVecRows(const W* w, const float* x, size_t batch, size_t out, size_t in, float* y,
+                size_t row_begin, size_t row_end) {
   row_end = std::min(row_end, out);
-  for (size_t b0 = 0; b0 < batch; b0 += kTile) {
-    const size_t nb = std::min(kTile, batch - b0);
-    for (size_t o = row_begin; o < row_end; ++o) {
-      const W* row = w + o * in;
-      auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
-      size_t i = 0;
-      for (; i + lanes <= in; i += lanes) {
-        const auto wv = LoadWeights(df, row, i);
-        a0 = hn::MulAdd(wv, hn::LoadU(df, x + (b0 + 0) * in + i), a0);
-        if (nb > 1) a1 = hn::MulAdd(wv, hn::LoadU(df, x + (b0 + 1) * in + i), a1);
-        if (nb > 2) a2 = hn::MulAdd(wv, hn::LoadU(df, x + (b0 + 2) * in + i), a2);
-        if (nb > 3) a3 = hn::MulAdd(wv, hn::LoadU(df, x + (b0 + 3) * in + i), a3);
-      }
-      float sums[kTile] = {hn::GetLane(hn::SumOfLanes(df, a0)), hn::GetLane(hn::SumOfLanes(df, a1)),
-                           hn::GetLane(hn::SumOfLanes(df, a2)), hn::GetLane(hn::SumOfLanes(df, a3))};
-      for (; i < in; ++i) {
-        const float wi = ScalarWeight(row, i);
-        for (size_t b = 0; b < nb; ++b) sums[b] += wi * x[(b0 + b) * in + i];
-      }
-      for (size_t b = 0; b < nb; ++b) y[(b0 + b) * out + o] = sums[b];
+  if (row_begin >= row_end || batch == 0) return;
+  const size_t row_bytes = std::max<size_t>(1, in * sizeof(W));
+  const size_t block_rows = std::max<size_t>(1, kBlockBytes / row_bytes);
+  for (size_t r0 = row_begin; r0 < row_end; r0 += block_rows) {
+    const size_t r1 = std::min(row_end, r0 + block_rows);
+    for (size_t b0 = 0; b0 < batch; b0 += kTile) {
+      const size_t nb = std::min(kTile, batch - b0);
+      for (size_t o = r0; o < r1; ++o) DotTile(w + o * in, x, b0, nb, in, y, out, o);
     }
   }
 }
 
-void MatVecF32Impl(const float* w, const float* x, size_t batch, size_t out, size_t in, float* y, size_t row_begin,
-                   size_t row_end) {
+void MatVecF32Impl(const float* w, const float* x, size_t batch, size_t out, size_t in, float* y,
+                   size_t row_begin, size_t row_end) {
   MatVecRows(w, x, batch, out, in, y, row_begin, row_end);
 }
-void MatVecBF16Impl(const uint16_t* w, const float* x, size_t batch, size_t out, size_t in, float* y,
-                    size_t row_begin, size_t row_end) {
+void MatVecBF16Impl(const uint16_t* w, const float* x, size_t batch, size_t out, size_t in,
+                    float* y, size_t row_begin, size_t row_end) {
   MatVecRows(w, x, batch, out, in, y, row_begin, row_end);
 }
 
@@ -82,8 +98,8 @@ namespace blockserve::cpu {
 HWY_EXPORT(MatVecF32Impl);
 HWY_EXPORT(MatVecBF16Impl);
 
-void MatVecF32(const float* w, const float* x, size_t batch, size_t out, size_t in, float* y, size_t row_begin,
-               size_t row_end) {
+void MatVecF32(const float* w, const float* x, size_t batch, size_t out, size_t in, float* y,
+               size_t row_begin, size_t row_end) {
   HWY_DYNAMIC_DISPATCH(MatVecF32Impl)(w, x, batch, out, in, y, row_begin, row_end);
 }
 void MatVecBF16(const uint16_t* w, const float* x, size_t batch, size_t out, size_t in, float* y,

@@ -8,8 +8,9 @@
 namespace blockserve::cpu {
 
 // y[b][o] = sum_i w[o][i] * x[b][i] for rows [row_begin, row_end) of w.
-// w: (out, in) row-major; x: (batch, in); y: (batch, out). Each weight row is read once for the
-// whole batch (decode: the weights are the traffic, the batch shares it). Accumulates in fp32.
+// w: (out, in) row-major; x: (batch, in); y: (batch, out). Each ~64 KiB block of weight rows is
+// read from memory once for the whole batch (decode: the weights are the traffic, the batch shares
+// it). Accumulates in fp32; y[b] is bit-identical whatever the batch size and b's position in it.
 void MatVecF32(const float* w, const float* x, size_t batch, size_t out, size_t in, float* y,
                size_t row_begin = 0, size_t row_end = SIZE_MAX);
 // The same with bfloat16 weights (raw uint16 bit patterns), widened to fp32 on the fly.

@@ -36,12 +36,49 @@ TEST(MatVecTest, MatchesReferenceOnEveryTargetShapeAndBatch) {
           MatVecBF16(wbf.data(), x.data(), batch, out, in, ybf.data());
           ref::MatVec(w.data(), x.data(), batch, out, in, want.data());
           for (size_t k = 0; k < want.size(); ++k) {
-            ASSERT_NEAR(y[k], want[k], 1e-4f * (1 + std::sqrt(float(in)))) << target.name << " in=" << in
-                                                                           << " out=" << out << " batch=" << batch;
+            ASSERT_NEAR(y[k], want[k], 1e-4f * (1 + std::sqrt(float(in))))
+                << target.name << " in=" << in << " out=" << out << " batch=" << batch;
           }
           ref::MatVec(wbf_as_f32.data(), x.data(), batch, out, in, want.data());
           for (size_t k = 0; k < want.size(); ++k) {
-            ASSERT_NEAR(ybf[k], want[k], 1e-4f * (1 + std::sqrt(float(in)))) << "bf16 " << target.name;
+            ASSERT_NEAR(ybf[k], want[k], 1e-4f * (1 + std::sqrt(float(in))))
+                << "bf16 " << target.name;
+          }
+        }
+      }
+    }
+  }
+  ForceSimdTargetForTest(0);
+}
+
+TEST(MatVecTest, BatchRowIsBitIdenticalToBatchOfOneAtEveryPosition) {
+  std::mt19937 rng(12);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  constexpr size_t kBatch = 9;
+  for (const SimdTarget& target : UsableSimdTargets()) {
+    ForceSimdTargetForTest(target.bits);
+    // in=4099: a row is over 16 KiB, so the f32 blocks hold 3 rows and the bf16 blocks 7.
+    for (size_t in : {1, 7, 64, 129, 4099}) {
+      for (size_t out : {1, 5, 33}) {
+        std::vector<float> w(out * in), x(kBatch * in);
+        std::vector<uint16_t> wbf(out * in);
+        for (size_t i = 0; i < w.size(); ++i) {
+          w[i] = dist(rng);
+          wbf[i] = FloatToBF16(w[i]);
+        }
+        for (float& v : x) v = dist(rng);
+        std::vector<float> y(kBatch * out), ybf(kBatch * out);
+        MatVecF32(w.data(), x.data(), kBatch, out, in, y.data());
+        MatVecBF16(wbf.data(), x.data(), kBatch, out, in, ybf.data());
+        for (size_t b = 0; b < kBatch; ++b) {
+          std::vector<float> one(out), onebf(out);
+          MatVecF32(w.data(), x.data() + b * in, 1, out, in, one.data());
+          MatVecBF16(wbf.data(), x.data() + b * in, 1, out, in, onebf.data());
+          for (size_t o = 0; o < out; ++o) {
+            EXPECT_EQ(y[b * out + o], one[o])
+                << target.name << " in=" << in << " out=" << out << " b=" << b;
+            EXPECT_EQ(ybf[b * out + o], onebf[o])
+                << "bf16 " << target.name << " in=" << in << " b=" << b;
           }
         }
       }
