@@ -1,0 +1,532 @@
+// BrtRunner: BRT forward on the CPU. Shapes: m tokens of a chunk, B sequences of a decode step,
+// d model width, H = heads * head_dim, F ffn width, W window, S states, V vocab.
+#include "models/brt/brt_runner.h"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "base/check.h"
+#include "base/status.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/rms_norm.h"
+#include "models/checkpoint_layout.h"
+
+namespace blockserve {
+namespace {
+
+using engine::SequenceState;
+using engine::StepItem;
+
+int64_t Mod(int64_t a, int64_t n) { return ((a % n) + n) % n; }
+
+// FNV-1a over the config and, per tensor, its name, shape and first bytes.
+std::string Fingerprint(const ModelConfig& config, const SafetensorsFile& file) {
+  uint64_t hash = 1469598103934665603ull;
+  auto mix = [&hash](const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) hash = (hash ^ p[i]) * 1099511628211ull;
+  };
+  const std::string json = ModelConfigToJson(config);
+  mix(json.data(), json.size());
+  for (const std::string& name : file.names()) {
+    mix(name.data(), name.size());
+    const ConstTensorView view = *file.Get(name);
+    mix(view.shape.data(), view.shape.size() * sizeof(int64_t));
+    mix(view.data, std::min<size_t>(view.num_bytes(), 256));
+  }
+  return absl::StrCat("brt-", absl::Hex(hash, absl::kZeroPad16));
+}
+
+void Resize(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+}  // namespace
+
+// Work buffers of one step, grown on demand and reused (Execute is never concurrent).
+struct BrtRunner::Scratch {
+  std::vector<float> x, xn, q, k, v, q2, kbuf, vbuf, attn, tmp, hidden, logits;
+  // Block-end update: (S, d) and (S, H), (S, 2H), (S, F) buffers.
+  std::vector<float> cn, qs, qs2, a, y, g1, g2, c1, rh;
+  std::vector<int32_t> ids;
+};
+
+BrtRunner::~BrtRunner() = default;
+
+absl::StatusOr<std::unique_ptr<BrtRunner>> BrtRunner::Create(const ModelConfig& config,
+                                                             std::shared_ptr<const SafetensorsFile> weights,
+                                                             const std::string& name, const RunnerOptions& options) {
+  std::unique_ptr<BrtRunner> r(new BrtRunner());
+  r->config_ = config;
+  r->fingerprint_ = Fingerprint(config, *weights);
+  ASSIGN_OR_RETURN(r->weights_, BrtWeights::Load(config, std::move(weights), options.weight_dtype));
+  r->layout_ = BrtStateLayout::For(config);
+  int threads = options.num_threads > 0 ? options.num_threads : static_cast<int>(std::thread::hardware_concurrency());
+  threads = std::max(1, threads);
+  // ParallelFor runs on the workers and the calling thread.
+  if (threads > 1) r->pool_ = std::make_unique<ThreadPool>(threads - 1);
+  r->scratch_ = std::make_unique<Scratch>();
+
+  r->fresh_state_.assign(r->layout_.num_floats, 0.0f);
+  const size_t S = config.brt.num_states, d = config.d_model;
+  for (int i = 0; i < config.num_layers; ++i) {
+    const BrtStateLayout::Layer& l = r->layout_.layers[i];
+    if (!config.IsRecurrentLayer(i)) continue;
+    float* c = r->fresh_state_.data() + l.state;
+    std::memcpy(c, r->weights_->layer(i).initial_state, S * d * sizeof(float));
+    r->ProjectState(i, c, r->fresh_state_.data() + l.state_k, r->fresh_state_.data() + l.state_v);
+  }
+
+  engine::ModelInfo& info = r->info_;
+  info.family = "brt";
+  info.name = name;
+  info.vocab_size = config.vocab_size;
+  info.pad_id = config.pad_id;
+  info.unk_id = config.unk_id;
+  info.bos_id = config.bos_id;
+  info.eos_id = config.eos_id;
+  info.block_size = config.brt.window;
+  info.max_position = -1;
+  info.state_bytes = r->NewState()->byte_size();
+  info.constant_state = true;
+  info.num_parameters = CountParameters(config);
+  info.weight_dtype = std::string(WeightDTypeName(options.weight_dtype));
+  info.device = "cpu";
+  return r;
+}
+
+std::unique_ptr<SequenceState> BrtRunner::NewState() const {
+  auto state = std::make_unique<BrtSequenceState>(&layout_, this);
+  std::memcpy(state->data(), fresh_state_.data(), fresh_state_.size() * sizeof(float));
+  return state;
+}
+
+std::unique_ptr<SequenceState> BrtRunner::CloneState(const SequenceState& state) const {
+  const auto& from = static_cast<const BrtSequenceState&>(state);
+  auto copy = std::make_unique<BrtSequenceState>(&layout_, this);
+  std::memcpy(copy->data(), from.data(), layout_.num_floats * sizeof(float));
+  copy->set_position(from.position());
+  return copy;
+}
+
+absl::StatusOr<std::string> BrtRunner::SerializeState(const SequenceState& state) const {
+  const auto* brt = dynamic_cast<const BrtSequenceState*>(&state);
+  if (brt == nullptr || brt->owner() != this) {
+    return absl::InvalidArgumentError("SerializeState: the state was not made by this runner");
+  }
+  return SerializeBrtState(config_, *brt, fingerprint_);
+}
+
+absl::StatusOr<std::unique_ptr<SequenceState>> BrtRunner::DeserializeState(absl::string_view bytes) const {
+  auto state = std::make_unique<BrtSequenceState>(&layout_, this);
+  RETURN_IF_ERROR(DeserializeBrtState(config_, bytes, fingerprint_, state.get()));
+  return state;
+}
+
+absl::Status BrtRunner::Execute(absl::Span<const StepItem> items) {
+  std::set<const SequenceState*> seen;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const StepItem& item = items[i];
+    const auto* state = dynamic_cast<const BrtSequenceState*>(item.state);
+    if (state == nullptr || state->owner() != this) {
+      return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": the state was not made by this runner"));
+    }
+    if (!seen.insert(state).second) {
+      return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": the same state appears twice in one step"));
+    }
+    if (item.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": no tokens"));
+    for (size_t t = 0; t < item.tokens.size(); ++t) {
+      if (item.tokens[t] < 0 || item.tokens[t] >= config_.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": token ", t, " is ", item.tokens[t],
+                                                       ", outside the vocabulary [0, ", config_.vocab_size, ")"));
+      }
+    }
+    if (item.logits != StepItem::Logits::kNone && item.logits_out == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": logits requested without a buffer"));
+    }
+  }
+  std::vector<const StepItem*> decode;
+  for (const StepItem& item : items) {
+    if (item.tokens.size() == 1) decode.push_back(&item);
+  }
+  if (!decode.empty()) DecodeBatch(decode);
+  for (const StepItem& item : items) {
+    if (item.tokens.size() > 1) Prefill(item);
+  }
+  return absl::OkStatus();
+}
+
+void BrtRunner::ParallelFor(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
+  if (pool_ == nullptr) {
+    if (n > 0) fn(0, n);
+    return;
+  }
+  pool_->ParallelFor(n, min_chunk, fn);
+}
+
+void BrtRunner::MatVec(const WeightMatrix& w, const float* x, size_t batch, float* y) {
+  // Chunks of at least 32 rows keep the pool's overhead small next to the row reads.
+  ParallelFor(w.rows, 32, [&](int64_t begin, int64_t end) {
+    w.MatVec(x, batch, y, static_cast<size_t>(begin), static_cast<size_t>(end));
+  });
+}
+
+void BrtRunner::Logits(const float* x, size_t rows, float* out) {
+  const size_t d = config_.d_model, V = config_.vocab_size;
+  Scratch& s = *scratch_;
+  Resize(s.tmp, rows * d);
+  cpu::RmsNorm(x, weights_->final_norm(), rows, d, config_.norm_eps, s.tmp.data());
+  if (rows == 1 || weights_->dtype() == WeightDType::kBF16) {
+    MatVec(weights_->embed(), s.tmp.data(), rows, out);
+  } else {
+    weights_->embed().Gemm(s.tmp.data(), rows, out);
+  }
+  cpu::Scale(out, rows * V, weights_->logit_scale());
+}
+
+void BrtRunner::Prefill(const StepItem& item) {
+  auto* state = static_cast<BrtSequenceState*>(item.state);
+  const int64_t n = static_cast<int64_t>(item.tokens.size()), W = config_.brt.window, V = config_.vocab_size;
+  int64_t done = 0;
+  while (done < n) {
+    const int64_t m = std::min(n - done, W - state->position() % W);
+    float* logits = nullptr;
+    bool all_rows = false;
+    if (item.logits == StepItem::Logits::kAll) {
+      logits = item.logits_out + done * V;
+      all_rows = true;
+    } else if (item.logits == StepItem::Logits::kLast && done + m == n) {
+      logits = item.logits_out;
+    }
+    ForwardChunk(state, item.tokens.data() + done, static_cast<int>(m), logits, all_rows);
+    done += m;
+  }
+}
+
+void BrtRunner::ForwardChunk(BrtSequenceState* state, const int32_t* tokens, int m, float* logits, bool all_rows) {
+  const ModelConfig& c = config_;
+  const size_t d = c.d_model, H = c.attn_dim(), F = c.ffn_dim, W = c.brt.window, S = c.brt.num_states;
+  const size_t h = c.num_heads, kd = c.head_dim;
+  const int64_t p0 = state->position();
+  Scratch& s = *scratch_;
+  Resize(s.x, m * d);
+  Resize(s.xn, m * d);
+  Resize(s.q, m * H);
+  Resize(s.k, m * H);
+  Resize(s.v, m * H);
+  Resize(s.q2, m * H);
+  Resize(s.kbuf, (W + m) * H);
+  Resize(s.vbuf, (W + m) * H);
+  Resize(s.attn, m * 2 * H);
+  Resize(s.tmp, m * d);
+  Resize(s.hidden, m * F);
+  weights_->embed().Gather(tokens, m, s.x.data());
+  for (int li = 0; li < c.num_layers; ++li) {
+    const BrtLayerWeights& L = weights_->layer(li);
+    const BrtStateLayout::Layer& SL = layout_.layers[li];
+    const int64_t R = SL.ring_rows;
+    float* ring_k = state->at(SL.ring_k);
+    float* ring_v = state->at(SL.ring_v);
+    cpu::RmsNorm(s.x.data(), L.attn_norm, m, d, c.norm_eps, s.xn.data());
+    L.q.Gemm(s.xn.data(), m, s.q.data());
+    L.k.Gemm(s.xn.data(), m, s.k.data());
+    L.v.Gemm(s.xn.data(), m, s.v.data());
+    cpu::NormalizeHeads(s.q.data(), m, H, h, kd);
+    cpu::NormalizeHeads(s.k.data(), m, H, h, kd);
+    if (L.recurrent) {
+      L.q2.Gemm(s.xn.data(), m, s.q2.data());
+      cpu::NormalizeHeads(s.q2.data(), m, H, h, kd);
+    }
+    // Keys in time order: the W tokens before the chunk (zero before the document start), then
+    // the chunk. Query i's window is rows [i, i + W): exactly the W previous tokens.
+    for (size_t j = 0; j < W; ++j) {
+      const int64_t slot = Mod(p0 - static_cast<int64_t>(W) + static_cast<int64_t>(j), R);
+      std::memcpy(&s.kbuf[j * H], ring_k + slot * H, H * sizeof(float));
+      std::memcpy(&s.vbuf[j * H], ring_v + slot * H, H * sizeof(float));
+    }
+    std::memcpy(&s.kbuf[W * H], s.k.data(), m * H * sizeof(float));
+    std::memcpy(&s.vbuf[W * H], s.v.data(), m * H * sizeof(float));
+    const size_t width = L.recurrent ? 2 * H : H;  // [self; cross] attention outputs
+    cpu::AttentionArgs self;
+    self.q = s.q.data();
+    self.q_stride = H;
+    self.k = s.kbuf.data();
+    self.v = s.vbuf.data();
+    self.kv_stride = H;
+    self.kv_rows = W + m;
+    self.m = m;
+    self.num_heads = h;
+    self.head_dim = kd;
+    self.num_keys = W;
+    self.first_key = 0;
+    self.key_step = 1;
+    self.bias = L.window_bias;
+    self.scale = L.scale;
+    self.out = s.attn.data();
+    self.out_stride = width;
+    cpu::AttentionArgs cross;
+    if (L.recurrent) {
+      cross = self;
+      cross.q = s.q2.data();
+      cross.k = state->at(SL.state_k);
+      cross.v = state->at(SL.state_v);
+      cross.kv_rows = S;
+      cross.num_keys = S;
+      cross.key_step = 0;
+      cross.bias = nullptr;
+      cross.scale = L.scale2;
+      cross.out = s.attn.data() + H;
+    }
+    ParallelFor(m, 4, [&](int64_t begin, int64_t end) {
+      cpu::Attention(self, begin, end);
+      if (L.recurrent) cpu::Attention(cross, begin, end);
+    });
+    for (int i = 0; i < m; ++i) {
+      const int64_t slot = Mod(p0 + i, R);
+      std::memcpy(ring_k + slot * H, &s.k[i * H], H * sizeof(float));
+      std::memcpy(ring_v + slot * H, &s.v[i * H], H * sizeof(float));
+    }
+    L.out.Gemm(s.attn.data(), m, s.tmp.data());
+    cpu::AddInPlace(s.x.data(), s.tmp.data(), m * d);
+    cpu::RmsNorm(s.x.data(), L.ffn_norm, m, d, c.norm_eps, s.xn.data());
+    L.w1.Gemm(s.xn.data(), m, s.hidden.data());
+    cpu::Relu(s.hidden.data(), m * F);
+    L.w2.Gemm(s.hidden.data(), m, s.tmp.data());
+    cpu::AddInPlace(s.x.data(), s.tmp.data(), m * d);
+    if (L.recurrent && (p0 + m) % static_cast<int64_t>(W) == 0) BlockEnd(state, li);
+  }
+  state->set_position(p0 + m);
+  if (logits != nullptr) {
+    if (all_rows) {
+      Logits(s.x.data(), m, logits);
+    } else {
+      Logits(s.x.data() + (m - 1) * d, 1, logits);
+    }
+  }
+}
+
+void BrtRunner::DecodeBatch(const std::vector<const StepItem*>& items) {
+  const ModelConfig& c = config_;
+  const size_t B = items.size();
+  const size_t d = c.d_model, H = c.attn_dim(), F = c.ffn_dim, W = c.brt.window, S = c.brt.num_states;
+  const size_t h = c.num_heads, kd = c.head_dim, V = c.vocab_size;
+  Scratch& s = *scratch_;
+  Resize(s.x, B * d);
+  Resize(s.xn, B * d);
+  Resize(s.q, B * H);
+  Resize(s.k, B * H);
+  Resize(s.v, B * H);
+  Resize(s.q2, B * H);
+  Resize(s.attn, B * 2 * H);
+  Resize(s.tmp, B * d);
+  Resize(s.hidden, B * F);
+  s.ids.resize(B);
+  std::vector<BrtSequenceState*> states(B);
+  for (size_t b = 0; b < B; ++b) {
+    states[b] = static_cast<BrtSequenceState*>(items[b]->state);
+    s.ids[b] = items[b]->tokens[0];
+  }
+  weights_->embed().Gather(s.ids.data(), B, s.x.data());
+  for (int li = 0; li < c.num_layers; ++li) {
+    const BrtLayerWeights& L = weights_->layer(li);
+    const BrtStateLayout::Layer& SL = layout_.layers[li];
+    const int64_t R = SL.ring_rows;
+    const size_t width = L.recurrent ? 2 * H : H;
+    cpu::RmsNorm(s.x.data(), L.attn_norm, B, d, c.norm_eps, s.xn.data());
+    MatVec(L.q, s.xn.data(), B, s.q.data());
+    MatVec(L.k, s.xn.data(), B, s.k.data());
+    MatVec(L.v, s.xn.data(), B, s.v.data());
+    cpu::NormalizeHeads(s.q.data(), B, H, h, kd);
+    cpu::NormalizeHeads(s.k.data(), B, H, h, kd);
+    if (L.recurrent) {
+      MatVec(L.q2, s.xn.data(), B, s.q2.data());
+      cpu::NormalizeHeads(s.q2.data(), B, H, h, kd);
+    }
+    ParallelFor(B, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        BrtSequenceState* st = states[b];
+        const int64_t p = st->position();
+        float* ring_k = st->at(SL.ring_k);
+        float* ring_v = st->at(SL.ring_v);
+        cpu::AttentionArgs self;
+        self.q = &s.q[b * H];
+        self.q_stride = H;
+        self.k = ring_k;
+        self.v = ring_v;
+        self.kv_stride = H;
+        self.kv_rows = R;
+        self.m = 1;
+        self.num_heads = h;
+        self.head_dim = kd;
+        self.num_keys = W;
+        self.first_key = Mod(p - static_cast<int64_t>(W), R);
+        self.key_step = 0;
+        self.bias = L.window_bias;
+        self.scale = L.scale;
+        self.out = &s.attn[b * width];
+        self.out_stride = width;
+        cpu::Attention(self);
+        if (L.recurrent) {
+          cpu::AttentionArgs cross = self;
+          cross.q = &s.q2[b * H];
+          cross.k = st->at(SL.state_k);
+          cross.v = st->at(SL.state_v);
+          cross.kv_rows = S;
+          cross.num_keys = S;
+          cross.first_key = 0;
+          cross.bias = nullptr;
+          cross.scale = L.scale2;
+          cross.out = &s.attn[b * width + H];
+          cpu::Attention(cross);
+        }
+        const int64_t slot = Mod(p, R);
+        std::memcpy(ring_k + slot * H, &s.k[b * H], H * sizeof(float));
+        std::memcpy(ring_v + slot * H, &s.v[b * H], H * sizeof(float));
+      }
+    });
+    MatVec(L.out, s.attn.data(), B, s.tmp.data());
+    cpu::AddInPlace(s.x.data(), s.tmp.data(), B * d);
+    cpu::RmsNorm(s.x.data(), L.ffn_norm, B, d, c.norm_eps, s.xn.data());
+    MatVec(L.w1, s.xn.data(), B, s.hidden.data());
+    cpu::Relu(s.hidden.data(), B * F);
+    MatVec(L.w2, s.hidden.data(), B, s.tmp.data());
+    cpu::AddInPlace(s.x.data(), s.tmp.data(), B * d);
+    if (L.recurrent) {
+      for (size_t b = 0; b < B; ++b) {
+        if ((states[b]->position() + 1) % static_cast<int64_t>(W) == 0) BlockEnd(states[b], li);
+      }
+    }
+  }
+  for (BrtSequenceState* st : states) st->set_position(st->position() + 1);
+  // Logits of the rows that want them, computed together.
+  std::vector<size_t> rows;
+  for (size_t b = 0; b < B; ++b) {
+    if (items[b]->logits != StepItem::Logits::kNone) rows.push_back(b);
+  }
+  if (rows.empty()) return;
+  std::vector<float> x(rows.size() * d);
+  for (size_t r = 0; r < rows.size(); ++r) std::memcpy(&x[r * d], &s.x[rows[r] * d], d * sizeof(float));
+  Resize(s.logits, rows.size() * V);
+  // The decode product for every row count: a row's logits do not depend on the batch.
+  Resize(s.tmp, rows.size() * d);
+  cpu::RmsNorm(x.data(), weights_->final_norm(), rows.size(), d, c.norm_eps, s.tmp.data());
+  MatVec(weights_->embed(), s.tmp.data(), rows.size(), s.logits.data());
+  cpu::Scale(s.logits.data(), rows.size() * V, weights_->logit_scale());
+  for (size_t r = 0; r < rows.size(); ++r) {
+    std::memcpy(items[rows[r]]->logits_out, &s.logits[r * V], V * sizeof(float));
+  }
+}
+
+void BrtRunner::ProjectState(int layer, const float* cstate, float* ks, float* vs) {
+  const ModelConfig& c = config_;
+  const size_t S = c.brt.num_states, d = c.d_model, H = c.attn_dim();
+  const BrtLayerWeights& L = weights_->layer(layer);
+  Scratch& s = *scratch_;
+  Resize(s.cn, S * d);
+  cpu::RmsNorm(cstate, L.rec_norm, S, d, c.norm_eps, s.cn.data());
+  cpu::AddInPlace(s.cn.data(), L.state_ids, S * d);
+  L.rk.Gemm(s.cn.data(), S, ks);
+  cpu::NormalizeHeads(ks, S, H, c.num_heads, c.head_dim);
+  L.rv.Gemm(s.cn.data(), S, vs);
+}
+
+void BrtRunner::BlockEnd(BrtSequenceState* state, int layer) {
+  const ModelConfig& c = config_;
+  const size_t S = c.brt.num_states, d = c.d_model, H = c.attn_dim(), F = c.ffn_dim, W = c.brt.window;
+  const size_t h = c.num_heads, kd = c.head_dim;
+  const BrtLayerWeights& L = weights_->layer(layer);
+  const BrtStateLayout::Layer& SL = layout_.layers[layer];
+  Scratch& s = *scratch_;
+  Resize(s.cn, S * d);
+  Resize(s.qs, S * H);
+  Resize(s.qs2, S * H);
+  Resize(s.a, S * 2 * H);
+  Resize(s.y, S * d);
+  Resize(s.g1, S * d);
+  Resize(s.g2, S * d);
+  Resize(s.c1, S * d);
+  Resize(s.rh, S * F);
+  float* cstate = state->at(SL.state);
+  float* ks = state->at(SL.state_k);
+  float* vs = state->at(SL.state_v);
+  // Queries of the state entering the block (its keys/values are already in the state).
+  cpu::RmsNorm(cstate, L.rec_norm, S, d, c.norm_eps, s.cn.data());
+  cpu::AddInPlace(s.cn.data(), L.state_ids, S * d);
+  L.rq.Gemm(s.cn.data(), S, s.qs.data());
+  L.rq2.Gemm(s.cn.data(), S, s.qs2.data());
+  cpu::NormalizeHeads(s.qs.data(), S, H, h, kd);
+  cpu::NormalizeHeads(s.qs2.data(), S, H, h, kd);
+  // A = [state self-attention; state -> the 2W tokens of the previous and current block].
+  cpu::AttentionArgs self;
+  self.q = s.qs.data();
+  self.q_stride = H;
+  self.k = ks;
+  self.v = vs;
+  self.kv_stride = H;
+  self.kv_rows = S;
+  self.m = S;
+  self.num_heads = h;
+  self.head_dim = kd;
+  self.num_keys = S;
+  self.first_key = 0;
+  self.key_step = 0;
+  self.scale = L.rscale;
+  self.out = s.a.data();
+  self.out_stride = 2 * H;
+  cpu::AttentionArgs cross = self;
+  cross.q = s.qs2.data();
+  cross.k = state->at(SL.ring_k);
+  cross.v = state->at(SL.ring_v);
+  cross.kv_rows = 2 * W;
+  cross.num_keys = 2 * W;
+  cross.scale = L.rscale2;
+  cross.out = s.a.data() + H;
+  ParallelFor(S, 4, [&](int64_t begin, int64_t end) {
+    cpu::Attention(self, begin, end);
+    cpu::Attention(cross, begin, end);
+  });
+  // gate(state, y_out, y_hidden) -> out (may alias state).
+  auto gate = [&](const GateWeights& g, const float* old, const float* y_out, const float* y_hidden,
+                  float* out) {
+    if (c.brt.gate == BrtGate::kFixed) {
+      cpu::GateFixed(old, y_out, g.bias, S, d, out);
+      return;
+    }
+    g.forget.Gemm(y_hidden, S, s.g1.data());
+    g.input.Gemm(y_hidden, S, s.g2.data());
+    for (size_t r = 0; r < S; ++r) {
+      cpu::AddInPlace(&s.g1[r * d], g.forget_bias, d);
+      cpu::AddInPlace(&s.g2[r * d], g.input_bias, d);
+    }
+    cpu::GateLstm(old, y_out, s.g1.data(), s.g2.data(), S * d, out);
+  };
+  switch (c.brt.recurrent_variant) {
+    case BrtRecurrentVariant::kSkip:
+      L.rout.Gemm(s.a.data(), S, s.y.data());
+      gate(L.gate, cstate, s.y.data(), s.a.data(), cstate);
+      break;
+    case BrtRecurrentVariant::kDual:
+      L.rout.Gemm(s.a.data(), S, s.y.data());
+      gate(L.gate, cstate, s.y.data(), s.a.data(), s.c1.data());
+      cpu::RmsNorm(s.c1.data(), L.rffn_norm, S, d, c.norm_eps, s.cn.data());
+      L.rw1.Gemm(s.cn.data(), S, s.rh.data());
+      cpu::Relu(s.rh.data(), S * F);
+      L.rw2.Gemm(s.rh.data(), S, s.y.data());
+      gate(L.ffn_gate, s.c1.data(), s.y.data(), s.rh.data(), cstate);
+      break;
+    case BrtRecurrentVariant::kSingle:
+      L.rw1.Gemm(s.a.data(), S, s.rh.data());
+      cpu::Relu(s.rh.data(), S * F);
+      L.rw2.Gemm(s.rh.data(), S, s.y.data());
+      cpu::Tanh(s.y.data(), S * d);
+      gate(L.ffn_gate, cstate, s.y.data(), s.rh.data(), cstate);
+      break;
+  }
+  ProjectState(layer, cstate, ks, vs);
+}
+
+}  // namespace blockserve
