@@ -38,15 +38,50 @@ HWY_INLINE float Dot(const float* a, const float* b, size_t n) {
 }
 
 // acc[d] += w * x[d] for d in [0, n).
-HWY_INLINE void Axpy(float w, const float* x, size_t n, float* acc) {
+// oh[d] = sum_j w[j] * v[row_j][col + d] over the query's keys (rows start, start+1, ... mod
+// kv_rows), accumulated in registers four vectors at a time; each element sees the same FMA
+// sequence (from zero, keys in order) whatever the chunking.
+HWY_INLINE void WeightedSum(const AttentionArgs& a, const float* w, size_t start, size_t kv_rows,
+                            size_t col, float* oh) {
   const hn::ScalableTag<float> df;
   const size_t lanes = hn::Lanes(df);
-  const auto vw = hn::Set(df, w);
-  size_t d = 0;
-  for (; d + lanes <= n; d += lanes) {
-    hn::StoreU(hn::MulAdd(vw, hn::LoadU(df, x + d), hn::LoadU(df, acc + d)), df, acc + d);
+  const size_t head_dim = a.head_dim;
+  size_t d0 = 0;
+  for (; d0 + 4 * lanes <= head_dim; d0 += 4 * lanes) {
+    auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+    size_t row = start;
+    for (size_t j = 0; j < a.num_keys; ++j) {
+      const float* vp = a.v + row * a.kv_stride + col + d0;
+      const auto vw = hn::Set(df, w[j]);
+      a0 = hn::MulAdd(vw, hn::LoadU(df, vp), a0);
+      a1 = hn::MulAdd(vw, hn::LoadU(df, vp + lanes), a1);
+      a2 = hn::MulAdd(vw, hn::LoadU(df, vp + 2 * lanes), a2);
+      a3 = hn::MulAdd(vw, hn::LoadU(df, vp + 3 * lanes), a3);
+      if (++row == kv_rows) row = 0;
+    }
+    hn::StoreU(a0, df, oh + d0);
+    hn::StoreU(a1, df, oh + d0 + lanes);
+    hn::StoreU(a2, df, oh + d0 + 2 * lanes);
+    hn::StoreU(a3, df, oh + d0 + 3 * lanes);
   }
-  for (; d < n; ++d) acc[d] += w * x[d];
+  for (; d0 + lanes <= head_dim; d0 += lanes) {
+    auto acc = hn::Zero(df);
+    size_t row = start;
+    for (size_t j = 0; j < a.num_keys; ++j) {
+      acc = hn::MulAdd(hn::Set(df, w[j]), hn::LoadU(df, a.v + row * a.kv_stride + col + d0), acc);
+      if (++row == kv_rows) row = 0;
+    }
+    hn::StoreU(acc, df, oh + d0);
+  }
+  for (; d0 < head_dim; ++d0) {
+    float acc = 0.0f;
+    size_t row = start;
+    for (size_t j = 0; j < a.num_keys; ++j) {
+      acc += w[j] * a.v[row * a.kv_stride + col + d0];
+      if (++row == kv_rows) row = 0;
+    }
+    oh[d0] = acc;
+  }
 }
 
 void AttentionQueries(const AttentionArgs& a, size_t query_begin, size_t query_end) {
@@ -96,12 +131,7 @@ void AttentionQueries(const AttentionArgs& a, size_t query_begin, size_t query_e
       }
       const float denom = hn::GetLane(hn::SumOfLanes(df, vsum)) + std::exp(kMinLogit - mx);
       float* oh = out_row + col;
-      std::fill(oh, oh + head_dim, 0.0f);
-      row = start;
-      for (size_t j = 0; j < num_keys; ++j) {
-        Axpy(lg[j], a.v + row * a.kv_stride + col, head_dim, oh);
-        if (++row == kv_rows) row = 0;
-      }
+      WeightedSum(a, lg, start, kv_rows, col, oh);
       const float inv = 1.0f / denom;
       const auto vinv = hn::Set(df, inv);
       size_t d = 0;

@@ -31,25 +31,31 @@ void SgemmNT(const float* x, size_t m, size_t in, const float* w, size_t n, floa
 
 }  // namespace
 
-void GemmF32(const float* x, size_t m, size_t in, const float* w, size_t out, float* y) {
-  if (m == 0 || out == 0) return;
+void SetBlasThreads(int n) { openblas_set_num_threads(std::max(1, n)); }
+
+void GemmF32(const float* x, size_t m, size_t in, const float* w, size_t out, float* y, size_t row_begin,
+             size_t row_end) {
+  row_end = std::min(row_end, out);
+  if (m == 0 || row_begin >= row_end) return;
   if (in == 0) {
-    std::fill(y, y + m * out, 0.0f);
+    for (size_t r = 0; r < m; ++r) std::fill(y + r * out + row_begin, y + r * out + row_end, 0.0f);
     return;
   }
-  SgemmNT(x, m, in, w, out, y, out);
+  SgemmNT(x, m, in, w + row_begin * in, row_end - row_begin, y + row_begin, out);
 }
 
-void GemmBF16(const float* x, size_t m, size_t in, const uint16_t* w, size_t out, float* y) {
-  if (m == 0 || out == 0) return;
+void GemmBF16(const float* x, size_t m, size_t in, const uint16_t* w, size_t out, float* y, size_t row_begin,
+              size_t row_end) {
+  row_end = std::min(row_end, out);
+  if (m == 0 || row_begin >= row_end) return;
   if (in == 0) {
-    std::fill(y, y + m * out, 0.0f);
+    for (size_t r = 0; r < m; ++r) std::fill(y + r * out + row_begin, y + r * out + row_end, 0.0f);
     return;
   }
   thread_local std::vector<float> scratch;
-  scratch.resize(std::min(out, kBF16BlockRows) * in);
-  for (size_t o0 = 0; o0 < out; o0 += kBF16BlockRows) {
-    const size_t n = std::min(kBF16BlockRows, out - o0);
+  scratch.resize(std::min(row_end - row_begin, kBF16BlockRows) * in);
+  for (size_t o0 = row_begin; o0 < row_end; o0 += kBF16BlockRows) {
+    const size_t n = std::min(kBF16BlockRows, row_end - o0);
     const uint16_t* src = w + o0 * in;
     float* dst = scratch.data();
     for (size_t i = 0; i < n * in; ++i) {

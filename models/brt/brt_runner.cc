@@ -12,6 +12,7 @@
 #include "base/status.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/rms_norm.h"
 #include "models/checkpoint_layout.h"
 
@@ -69,6 +70,8 @@ absl::StatusOr<std::unique_ptr<BrtRunner>> BrtRunner::Create(const ModelConfig& 
   threads = std::max(1, threads);
   // ParallelFor runs on the workers and the calling thread.
   if (threads > 1) r->pool_ = std::make_unique<ThreadPool>(threads - 1);
+  // GEMMs are split over the pool; BLAS's own threads would spin against it.
+  cpu::SetBlasThreads(1);
   r->scratch_ = std::make_unique<Scratch>();
 
   r->fresh_state_.assign(r->layout_.num_floats, 0.0f);
@@ -168,6 +171,12 @@ void BrtRunner::ParallelFor(int64_t n, int64_t min_chunk, const std::function<vo
   pool_->ParallelFor(n, min_chunk, fn);
 }
 
+void BrtRunner::Gemm(const WeightMatrix& w, const float* x, size_t m, float* y) {
+  ParallelFor(w.rows, 64, [&](int64_t begin, int64_t end) {
+    w.Gemm(x, m, y, static_cast<size_t>(begin), static_cast<size_t>(end));
+  });
+}
+
 void BrtRunner::MatVec(const WeightMatrix& w, const float* x, size_t batch, float* y) {
   // Chunks of at least 32 rows keep the pool's overhead small next to the row reads.
   ParallelFor(w.rows, 32, [&](int64_t begin, int64_t end) {
@@ -183,7 +192,7 @@ void BrtRunner::Logits(const float* x, size_t rows, float* out) {
   if (rows == 1 || weights_->dtype() == WeightDType::kBF16) {
     MatVec(weights_->embed(), s.tmp.data(), rows, out);
   } else {
-    weights_->embed().Gemm(s.tmp.data(), rows, out);
+    Gemm(weights_->embed(), s.tmp.data(), rows, out);
   }
   cpu::Scale(out, rows * V, weights_->logit_scale());
 }
@@ -232,13 +241,13 @@ void BrtRunner::ForwardChunk(BrtSequenceState* state, const int32_t* tokens, int
     float* ring_k = state->at(SL.ring_k);
     float* ring_v = state->at(SL.ring_v);
     cpu::RmsNorm(s.x.data(), L.attn_norm, m, d, c.norm_eps, s.xn.data());
-    L.q.Gemm(s.xn.data(), m, s.q.data());
-    L.k.Gemm(s.xn.data(), m, s.k.data());
-    L.v.Gemm(s.xn.data(), m, s.v.data());
+    Gemm(L.q, s.xn.data(), m, s.q.data());
+    Gemm(L.k, s.xn.data(), m, s.k.data());
+    Gemm(L.v, s.xn.data(), m, s.v.data());
     cpu::NormalizeHeads(s.q.data(), m, H, h, kd);
     cpu::NormalizeHeads(s.k.data(), m, H, h, kd);
     if (L.recurrent) {
-      L.q2.Gemm(s.xn.data(), m, s.q2.data());
+      Gemm(L.q2, s.xn.data(), m, s.q2.data());
       cpu::NormalizeHeads(s.q2.data(), m, H, h, kd);
     }
     // Keys in time order: the W tokens before the chunk (zero before the document start), then
@@ -290,12 +299,12 @@ void BrtRunner::ForwardChunk(BrtSequenceState* state, const int32_t* tokens, int
       std::memcpy(ring_k + slot * H, &s.k[i * H], H * sizeof(float));
       std::memcpy(ring_v + slot * H, &s.v[i * H], H * sizeof(float));
     }
-    L.out.Gemm(s.attn.data(), m, s.tmp.data());
+    Gemm(L.out, s.attn.data(), m, s.tmp.data());
     cpu::AddInPlace(s.x.data(), s.tmp.data(), m * d);
     cpu::RmsNorm(s.x.data(), L.ffn_norm, m, d, c.norm_eps, s.xn.data());
-    L.w1.Gemm(s.xn.data(), m, s.hidden.data());
+    Gemm(L.w1, s.xn.data(), m, s.hidden.data());
     cpu::Relu(s.hidden.data(), m * F);
-    L.w2.Gemm(s.hidden.data(), m, s.tmp.data());
+    Gemm(L.w2, s.hidden.data(), m, s.tmp.data());
     cpu::AddInPlace(s.x.data(), s.tmp.data(), m * d);
     if (L.recurrent && (p0 + m) % static_cast<int64_t>(W) == 0) BlockEnd(state, li);
   }
@@ -429,9 +438,9 @@ void BrtRunner::ProjectState(int layer, const float* cstate, float* ks, float* v
   Resize(s.cn, S * d);
   cpu::RmsNorm(cstate, L.rec_norm, S, d, c.norm_eps, s.cn.data());
   cpu::AddInPlace(s.cn.data(), L.state_ids, S * d);
-  L.rk.Gemm(s.cn.data(), S, ks);
+  Gemm(L.rk, s.cn.data(), S, ks);
   cpu::NormalizeHeads(ks, S, H, c.num_heads, c.head_dim);
-  L.rv.Gemm(s.cn.data(), S, vs);
+  Gemm(L.rv, s.cn.data(), S, vs);
 }
 
 void BrtRunner::BlockEnd(BrtSequenceState* state, int layer) {
@@ -456,8 +465,8 @@ void BrtRunner::BlockEnd(BrtSequenceState* state, int layer) {
   // Queries of the state entering the block (its keys/values are already in the state).
   cpu::RmsNorm(cstate, L.rec_norm, S, d, c.norm_eps, s.cn.data());
   cpu::AddInPlace(s.cn.data(), L.state_ids, S * d);
-  L.rq.Gemm(s.cn.data(), S, s.qs.data());
-  L.rq2.Gemm(s.cn.data(), S, s.qs2.data());
+  Gemm(L.rq, s.cn.data(), S, s.qs.data());
+  Gemm(L.rq2, s.cn.data(), S, s.qs2.data());
   cpu::NormalizeHeads(s.qs.data(), S, H, h, kd);
   cpu::NormalizeHeads(s.qs2.data(), S, H, h, kd);
   // A = [state self-attention; state -> the 2W tokens of the previous and current block].
@@ -496,8 +505,8 @@ void BrtRunner::BlockEnd(BrtSequenceState* state, int layer) {
       cpu::GateFixed(old, y_out, g.bias, S, d, out);
       return;
     }
-    g.forget.Gemm(y_hidden, S, s.g1.data());
-    g.input.Gemm(y_hidden, S, s.g2.data());
+    Gemm(g.forget, y_hidden, S, s.g1.data());
+    Gemm(g.input, y_hidden, S, s.g2.data());
     for (size_t r = 0; r < S; ++r) {
       cpu::AddInPlace(&s.g1[r * d], g.forget_bias, d);
       cpu::AddInPlace(&s.g2[r * d], g.input_bias, d);
@@ -506,22 +515,22 @@ void BrtRunner::BlockEnd(BrtSequenceState* state, int layer) {
   };
   switch (c.brt.recurrent_variant) {
     case BrtRecurrentVariant::kSkip:
-      L.rout.Gemm(s.a.data(), S, s.y.data());
+      Gemm(L.rout, s.a.data(), S, s.y.data());
       gate(L.gate, cstate, s.y.data(), s.a.data(), cstate);
       break;
     case BrtRecurrentVariant::kDual:
-      L.rout.Gemm(s.a.data(), S, s.y.data());
+      Gemm(L.rout, s.a.data(), S, s.y.data());
       gate(L.gate, cstate, s.y.data(), s.a.data(), s.c1.data());
       cpu::RmsNorm(s.c1.data(), L.rffn_norm, S, d, c.norm_eps, s.cn.data());
-      L.rw1.Gemm(s.cn.data(), S, s.rh.data());
+      Gemm(L.rw1, s.cn.data(), S, s.rh.data());
       cpu::Relu(s.rh.data(), S * F);
-      L.rw2.Gemm(s.rh.data(), S, s.y.data());
+      Gemm(L.rw2, s.rh.data(), S, s.y.data());
       gate(L.ffn_gate, s.c1.data(), s.y.data(), s.rh.data(), cstate);
       break;
     case BrtRecurrentVariant::kSingle:
-      L.rw1.Gemm(s.a.data(), S, s.rh.data());
+      Gemm(L.rw1, s.a.data(), S, s.rh.data());
       cpu::Relu(s.rh.data(), S * F);
-      L.rw2.Gemm(s.rh.data(), S, s.y.data());
+      Gemm(L.rw2, s.rh.data(), S, s.y.data());
       cpu::Tanh(s.y.data(), S * d);
       gate(L.ffn_gate, cstate, s.y.data(), s.rh.data(), cstate);
       break;

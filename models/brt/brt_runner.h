@@ -62,6 +62,8 @@ class BrtRunner final : public engine::ModelRunner {
   void ProjectState(int layer, const float* c, float* ks, float* vs);
   // fn over [0, n) split across the pool (inline without one).
   void ParallelFor(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
+  // y (m, rows) = x @ W^T (BLAS) with the weight rows split over the pool.
+  void Gemm(const WeightMatrix& w, const float* x, size_t m, float* y);
   // y (batch, rows) = x @ W^T with the weight rows split over the pool.
   void MatVec(const WeightMatrix& w, const float* x, size_t batch, float* y);
   void Logits(const float* x, size_t rows, float* out);

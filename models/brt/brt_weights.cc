@@ -43,11 +43,11 @@ void WeightMatrix::MatVec(const float* x, size_t batch, float* y, size_t row_beg
   }
 }
 
-void WeightMatrix::Gemm(const float* x, size_t m, float* y) const {
+void WeightMatrix::Gemm(const float* x, size_t m, float* y, size_t row_begin, size_t row_end) const {
   if (dtype == WeightDType::kF32) {
-    cpu::GemmF32(x, m, cols, static_cast<const float*>(data), rows, y);
+    cpu::GemmF32(x, m, cols, static_cast<const float*>(data), rows, y, row_begin, row_end);
   } else {
-    cpu::GemmBF16(x, m, cols, static_cast<const uint16_t*>(data), rows, y);
+    cpu::GemmBF16(x, m, cols, static_cast<const uint16_t*>(data), rows, y, row_begin, row_end);
   }
 }
 

@@ -30,8 +30,9 @@ struct WeightMatrix {
   // y (batch, rows) = x (batch, cols) @ W^T for output rows [row_begin, row_end): the decode
   // product, each weight row read once for the whole batch.
   void MatVec(const float* x, size_t batch, float* y, size_t row_begin, size_t row_end) const;
-  // y (m, rows) = x (m, cols) @ W^T: the prefill product (BLAS).
-  void Gemm(const float* x, size_t m, float* y) const;
+  // y (m, rows) = x (m, cols) @ W^T for output columns [row_begin, row_end): the prefill
+  // product (BLAS), y's row stride stays `rows`.
+  void Gemm(const float* x, size_t m, float* y, size_t row_begin, size_t row_end) const;
   // out (n, cols) = rows ids[0..n) widened to f32 (embedding lookup).
   void Gather(const int32_t* ids, size_t n, float* out) const;
 };
