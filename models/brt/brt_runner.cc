@@ -42,6 +42,13 @@ std::string Fingerprint(const ModelConfig& config, const SafetensorsFile& file) 
   return absl::StrCat("brt-", absl::Hex(hash, absl::kZeroPad16));
 }
 
+// Rows of `w` per pool task: at least `min_rows`, and enough multiply-adds (about 256K) that
+// waking a worker (tens of microseconds) does not cost more than it saves on small models.
+int64_t MinRowsPerTask(const WeightMatrix& w, size_t batch, int64_t min_rows) {
+  const int64_t per_row = std::max<int64_t>(1, w.cols * static_cast<int64_t>(batch));
+  return std::max<int64_t>(min_rows, (int64_t{1} << 18) / per_row);
+}
+
 void Resize(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
@@ -172,14 +179,14 @@ void BrtRunner::ParallelFor(int64_t n, int64_t min_chunk, const std::function<vo
 }
 
 void BrtRunner::Gemm(const WeightMatrix& w, const float* x, size_t m, float* y) {
-  ParallelFor(w.rows, 64, [&](int64_t begin, int64_t end) {
+  ParallelFor(w.rows, MinRowsPerTask(w, m, 64), [&](int64_t begin, int64_t end) {
     w.Gemm(x, m, y, static_cast<size_t>(begin), static_cast<size_t>(end));
   });
 }
 
 void BrtRunner::MatVec(const WeightMatrix& w, const float* x, size_t batch, float* y) {
   // Chunks of at least 32 rows keep the pool's overhead small next to the row reads.
-  ParallelFor(w.rows, 32, [&](int64_t begin, int64_t end) {
+  ParallelFor(w.rows, MinRowsPerTask(w, batch, 32), [&](int64_t begin, int64_t end) {
     w.MatVec(x, batch, y, static_cast<size_t>(begin), static_cast<size_t>(end));
   });
 }
