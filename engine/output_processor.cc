@@ -89,6 +89,8 @@ absl::string_view FinishReasonName(FinishReason reason) {
     case FinishReason::kEos: return "eos";
     case FinishReason::kStopToken: return "stop_token";
     case FinishReason::kStopString: return "stop_sequence";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kError: return "error";
   }
   return "unknown";
 }

@@ -55,7 +55,7 @@ class StopStringMatcher {
   std::string buffer_;
 };
 
-enum class FinishReason { kNone, kLength, kEos, kStopToken, kStopString };
+enum class FinishReason { kNone, kLength, kEos, kStopToken, kStopString, kCancelled, kError };
 absl::string_view FinishReasonName(FinishReason reason);
 
 struct StopParams {

@@ -1,0 +1,155 @@
+// Engine: the step loop that batches generation, append and scoring requests over a ModelRunner.
+#ifndef BLOCKSERVE_ENGINE_ENGINE_H_
+#define BLOCKSERVE_ENGINE_ENGINE_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "base/tokenizer.h"
+#include "engine/api/model_runner.h"
+#include "engine/output_processor.h"
+#include "engine/sampler.h"
+
+namespace blockserve::engine {
+
+// A session's model state and the context tokens not yet fed to it. Invariant: `pending` is
+// never empty (a new session holds [bos]; after a generation it holds the last sampled token;
+// after an append, the last appended token), so a generation always has a token whose logits
+// give the first new token. The context of a session is everything fed plus `pending`.
+// Thread-safety: owned by the caller; while a request on it is queued or running the engine
+// has exclusive use (the caller must not touch it until the request's final output).
+struct SessionContext {
+  std::unique_ptr<SequenceState> state;
+  std::vector<int32_t> pending;
+  // The last few context tokens (for the detokenizer's leading-space context and repetition
+  // penalties), at most kRecentTokens.
+  std::vector<int32_t> recent;
+  static constexpr size_t kRecentTokens = 64;
+
+  int64_t context_tokens() const { return state->position() + static_cast<int64_t>(pending.size()); }
+};
+
+// A new session context at the document start.
+SessionContext NewSessionContext(const ModelRunner& runner);
+
+enum class RequestKind {
+  kGenerate,  // feed the prompt, then sample new tokens until a stop condition
+  kAppend,    // feed the prompt into the session without generating
+  kScore,     // log-likelihood of the prompt after the session's context (session unchanged)
+};
+
+struct GeneratedToken {
+  int32_t token = -1;
+  float logprob = 0.0f;
+  std::vector<std::pair<int32_t, float>> top;
+};
+
+struct RequestOutput {
+  std::vector<GeneratedToken> tokens;  // new tokens of this step (generate)
+  std::string text;                    // their text (UTF-8 safe; stop strings withheld)
+  bool finished = false;
+  // Final output only:
+  absl::Status status;                 // OK, DEADLINE_EXCEEDED, or an internal error
+  FinishReason finish_reason = FinishReason::kNone;
+  int64_t prompt_tokens = 0;           // tokens of the request's prompt processed
+  int64_t generated_tokens = 0;
+  int64_t session_tokens = 0;          // the session's context length afterwards
+  double queue_seconds = 0;            // submitted -> first step
+  double first_token_seconds = 0;      // submitted -> first new token
+  double decode_seconds = 0;           // first new token -> end
+  double score_nats = 0;               // kScore: -log p(prompt | context), natural log
+  int64_t scored_tokens = 0;
+};
+
+struct Request {
+  RequestKind kind = RequestKind::kGenerate;
+  SessionContext* session = nullptr;
+  std::vector<int32_t> prompt;  // kGenerate may be empty; kAppend/kScore need >= 1 token
+  SamplingParams sampling;
+  StopParams stop;
+  absl::Time deadline = absl::InfiniteFuture();
+  // Called on the engine thread for every output, the last one with `finished` set. It must
+  // not block (hand the output to a stream and return) and must not call back into Submit.
+  std::function<void(const RequestOutput&)> on_output;
+};
+
+struct EngineOptions {
+  int max_running = 32;               // sequences in a step
+  int max_waiting = 256;              // queued requests beyond the running ones
+  int64_t max_waiting_tokens = 1 << 26;  // prompt tokens queued
+  int64_t prefill_tokens_per_step = 512;  // prefill budget of one step (rounded to blocks)
+  uint64_t seed = 0x5eed;             // for requests without a seed
+};
+
+struct EngineStats {
+  int running = 0;
+  int waiting = 0;
+  int64_t steps = 0;
+};
+
+// Observes every step (metrics): batch size (decode + prefill items), tokens and duration.
+using StepObserver = std::function<void(int items, int64_t tokens, double seconds)>;
+
+// Runs requests in a loop on its own thread. Each step feeds one token to every decoding
+// sequence and prefill chunks of the others (up to the step's prefill budget), in one
+// ModelRunner::Execute call; then samples, detokenizes and delivers outputs.
+// Thread-safety: Submit, Cancel, stats and Shutdown may be called from any thread.
+class Engine {
+ public:
+  using RequestId = uint64_t;
+
+  Engine(ModelRunner* runner, const Tokenizer* tokenizer, const EngineOptions& options,
+         StepObserver observer = nullptr);
+  ~Engine();  // Shutdown()
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Validates and queues. Errors: InvalidArgument (bad params or token ids, naming the field),
+  // ResourceExhausted (queue full), Unavailable (shutting down).
+  absl::StatusOr<RequestId> Submit(Request request);
+  // Finishes the request with FinishReason::kCancelled at the next step boundary. The session
+  // keeps every token processed so far. Unknown or finished ids are ignored.
+  void Cancel(RequestId id);
+  EngineStats stats() const;
+  // Cancels everything queued or running, delivers their final outputs, joins the thread.
+  void Shutdown();
+
+  const ModelRunner& runner() const { return *runner_; }
+
+ private:
+  struct Sequence;
+  void Loop();
+  void Step(std::vector<std::unique_ptr<Sequence>>& active);
+  void Finish(Sequence& seq, FinishReason reason, absl::Status status);
+
+  ModelRunner* runner_;
+  const Tokenizer* tokenizer_;
+  EngineOptions options_;
+  StepObserver observer_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Sequence>> waiting_;  // guarded by mu_
+  int64_t waiting_tokens_ = 0;                     // guarded by mu_
+  std::map<RequestId, bool> cancelled_;            // guarded by mu_: ids asked to cancel
+  int running_ = 0;                                // guarded by mu_
+  int64_t steps_ = 0;                              // guarded by mu_
+  bool stopping_ = false;                          // guarded by mu_
+  RequestId next_id_ = 1;                          // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace blockserve::engine
+
+#endif  // BLOCKSERVE_ENGINE_ENGINE_H_
