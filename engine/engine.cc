@@ -214,16 +214,20 @@ void Engine::Loop() {
       running_ = 0;
       return;
     }
-    if (!active.empty()) Step(active);
+    StepStats stats;
+    if (!active.empty()) Step(active, &stats);
     {
       std::lock_guard<std::mutex> lock(mu_);
       running_ = static_cast<int>(active.size());
-      ++steps_;
+      if (stats.items > 0) ++steps_;
+      stats.running = running_;
+      stats.waiting = static_cast<int>(waiting_.size());
     }
+    if (observer_) observer_(stats);
   }
 }
 
-void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active) {
+void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active, StepStats* stats) {
   const int V = runner_->info().vocab_size;
   const int64_t block = std::max(1, runner_->info().block_size);
   const auto step_start = Clock::now();
@@ -297,7 +301,9 @@ void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active) {
     }
   }
   const auto step_end = Clock::now();
-  if (observer_) observer_(static_cast<int>(items.size()), tokens, Seconds(step_start, step_end));
+  stats->items = static_cast<int>(items.size());
+  stats->tokens = tokens;
+  stats->seconds = Seconds(step_start, step_end);
 
   for (size_t k = 0; k < items.size(); ++k) {
     Sequence& seq = *owners[k];

@@ -98,8 +98,16 @@ struct EngineStats {
   int64_t steps = 0;
 };
 
-// Observes every step (metrics): batch size (decode + prefill items), tokens and duration.
-using StepObserver = std::function<void(int items, int64_t tokens, double seconds)>;
+// What the loop reports after each iteration (metrics). items == 0 when the iteration only
+// admitted, cancelled or expired requests without running a step.
+struct StepStats {
+  int items = 0;          // sequences in the step (decode + prefill)
+  int64_t tokens = 0;     // tokens fed
+  double seconds = 0;     // model time of the step
+  int running = 0;        // sequences admitted after the step
+  int waiting = 0;        // requests still queued
+};
+using StepObserver = std::function<void(const StepStats&)>;
 
 // Runs requests in a loop on its own thread. Each step feeds one token to every decoding
 // sequence and prefill chunks of the others (up to the step's prefill budget), in one
@@ -130,7 +138,8 @@ class Engine {
  private:
   struct Sequence;
   void Loop();
-  void Step(std::vector<std::unique_ptr<Sequence>>& active);
+  // Runs one step over `active`; fills the step's part of `stats`.
+  void Step(std::vector<std::unique_ptr<Sequence>>& active, StepStats* stats);
   void Finish(Sequence& seq, FinishReason reason, absl::Status status);
 
   ModelRunner* runner_;

@@ -37,6 +37,8 @@ struct ModelInfo {
   size_t state_bytes = 0;      // bytes of a fresh state
   bool constant_state = true;  // state_bytes does not grow with the position
   int64_t num_parameters = 0;
+  int d_model = 0;
+  int num_layers = 0;
   std::string weight_dtype;    // "f32" or "bf16": how the runner holds the weights
   std::string device;          // "cpu", "cuda:0", ...
 };

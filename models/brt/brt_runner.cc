@@ -104,6 +104,8 @@ absl::StatusOr<std::unique_ptr<BrtRunner>> BrtRunner::Create(const ModelConfig& 
   info.state_bytes = r->NewState()->byte_size();
   info.constant_state = true;
   info.num_parameters = CountParameters(config);
+  info.d_model = config.d_model;
+  info.num_layers = config.num_layers;
   info.weight_dtype = std::string(WeightDTypeName(options.weight_dtype));
   info.device = "cpu";
   return r;
