@@ -124,7 +124,9 @@ absl::StatusOr<Engine::RequestId> Engine::Submit(Request request) {
 
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return absl::UnavailableError("the engine is shutting down");
-  if (static_cast<int>(waiting_.size()) >= options_.max_waiting) {
+  // Requests that will start at the next step do not count as waiting.
+  const int free_slots = std::max(0, options_.max_running - running_);
+  if (static_cast<int>(waiting_.size()) >= options_.max_waiting + free_slots) {
     return absl::ResourceExhaustedError(
         absl::StrCat("server full: ", waiting_.size(), " requests are already waiting (--max_waiting)"));
   }

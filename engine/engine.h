@@ -86,7 +86,7 @@ struct Request {
 
 struct EngineOptions {
   int max_running = 32;               // sequences in a step
-  int max_waiting = 256;              // queued requests beyond the running ones
+  int max_waiting = 256;              // queued requests beyond the free running slots
   int64_t max_waiting_tokens = 1 << 26;  // prompt tokens queued
   int64_t prefill_tokens_per_step = 512;  // prefill budget of one step (rounded to blocks)
   uint64_t seed = 0x5eed;             // for requests without a seed
