@@ -20,6 +20,8 @@ PACKAGES=(
   libtorch-dev libgloo-dev gnuplot-nox
   # corpora (KJV bible; the Python standard library sources ship with python3)
   bible-kjv python3
+  # the TLS test makes a self-signed certificate
+  openssl
   # the Python client test (stubs generated from proto/ with protoc and grpc_python_plugin)
   python3-grpcio python3-protobuf
 )

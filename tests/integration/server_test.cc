@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "base/streaming_encoder.h"
 #include "base/tokenizer.h"
 #include "blockserve/v1/blockserve.grpc.pb.h"
@@ -513,6 +514,64 @@ TEST_F(ServerTest, APythonClientGeneratedFromTheProtosStreamsAndHealthAndReflect
   while (fgets(buf, sizeof(buf), pipe) != nullptr) out += buf;
   EXPECT_EQ(pclose(pipe), 0) << out;
   std::printf("%s", out.c_str());
+}
+
+// Runs a command; returns its exit status and fills `out` with stdout+stderr.
+int RunCommand(const std::string& cmd, std::string* out) {
+  FILE* pipe = popen((cmd + " 2>&1").c_str(), "r");
+  char buf[512];
+  out->clear();
+  while (fgets(buf, sizeof(buf), pipe) != nullptr) *out += buf;
+  const int status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_F(ServerTest, TheCliStreamsContinuesSessionsAndReportsErrors) {
+  const std::string cli = absl::StrCat(BinDir(), "/blockserve-cli --server=127.0.0.1:", server_->port(), " ");
+  std::string out;
+  ASSERT_EQ(RunCommand(cli + "health", &out), 0) << out;
+  EXPECT_NE(out.find("SERVING"), std::string::npos);
+  ASSERT_EQ(RunCommand(cli + "session create", &out), 0) << out;
+  const std::string session(absl::StripAsciiWhitespace(out));
+  ASSERT_EQ(session.size(), 32u) << out;
+  ASSERT_EQ(RunCommand(cli + "generate --session=" + session + " --max_tokens=7 --temperature=0 --ignore_eos "
+                                 "In the beginning",
+                       &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("finish=length"), std::string::npos) << out;
+  EXPECT_NE(out.find("generated_tokens=7"), std::string::npos) << out;
+  ASSERT_EQ(RunCommand(cli + "session get " + session, &out), 0) << out;
+  EXPECT_NE(out.find(session), std::string::npos);
+  ASSERT_EQ(RunCommand(cli + "score --session=" + session + " God created the heaven", &out), 0) << out;
+  EXPECT_NE(out.find("bits_per_token="), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(cli + "generate --session=0123 x", &out), 1);
+  EXPECT_NE(out.find("NOT_FOUND"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(cli + "generate --top_p=7 x", &out), 1);
+  EXPECT_NE(out.find("sampling.top_p"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(cli + "frobnicate", &out), 2);
+  ASSERT_EQ(RunCommand(cli + "session delete " + session, &out), 0) << out;
+}
+
+TEST(ServerTlsTest, ServesOverTlsWithTheGivenCertificate) {
+  const std::string dir = testing::MakeTempDir("tls");
+  std::string out;
+  ASSERT_EQ(RunCommand(absl::StrCat("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
+                                    "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout ", dir,
+                                    "/key.pem -out ", dir, "/cert.pem"),
+                       &out),
+            0)
+      << out;
+  ServerProcess server(ModelDir(), {"--tls_cert=" + dir + "/cert.pem", "--tls_key=" + dir + "/key.pem"});
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = *testing::ReadFile(dir + "/cert.pem");
+  auto channel = grpc::CreateChannel(absl::StrCat("localhost:", server.port()), grpc::SslCredentials(ssl));
+  auto stub = v1::Blockserve::NewStub(channel);
+  const Generation g = Generate(*stub, GreedyRequest("", {1, 2}, 3));
+  EXPECT_TRUE(g.status.ok()) << g.status.error_message();
+  EXPECT_EQ(g.tokens.size(), 3u);
+  // A plaintext client cannot talk to it.
+  EXPECT_FALSE(Generate(server.stub(), GreedyRequest("", {1}, 1), 3000).status.ok());
 }
 
 TEST(ServerLimitsTest, AuthenticationSessionsOwnersAndAFullServer) {
