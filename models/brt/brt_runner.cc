@@ -49,6 +49,31 @@ int64_t MinRowsPerTask(const WeightMatrix& w, size_t batch, int64_t min_rows) {
   return std::max<int64_t>(min_rows, (int64_t{1} << 18) / per_row);
 }
 
+// Attention of m query rows (stride q_stride) against num_keys rows of a k/v buffer of kv_rows
+// rows (ring indices), query i starting at row first + i * step; all of width H = h * kd.
+cpu::AttentionArgs Heads(const ModelConfig& c, const float* q, size_t q_stride, const float* k, const float* v,
+                         size_t kv_rows, size_t m, size_t num_keys, size_t first, size_t step, const float* bias,
+                         const float* scale, float* out, size_t out_stride) {
+  cpu::AttentionArgs a;
+  a.q = q;
+  a.q_stride = q_stride;
+  a.k = k;
+  a.v = v;
+  a.kv_stride = c.attn_dim();
+  a.kv_rows = kv_rows;
+  a.m = m;
+  a.num_heads = c.num_heads;
+  a.head_dim = c.head_dim;
+  a.num_keys = num_keys;
+  a.first_key = first;
+  a.key_step = step;
+  a.bias = bias;
+  a.scale = scale;
+  a.out = out;
+  a.out_stride = out_stride;
+  return a;
+}
+
 void Resize(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
@@ -269,35 +294,12 @@ void BrtRunner::ForwardChunk(BrtSequenceState* state, const int32_t* tokens, int
     std::memcpy(&s.kbuf[W * H], s.k.data(), m * H * sizeof(float));
     std::memcpy(&s.vbuf[W * H], s.v.data(), m * H * sizeof(float));
     const size_t width = L.recurrent ? 2 * H : H;  // [self; cross] attention outputs
-    cpu::AttentionArgs self;
-    self.q = s.q.data();
-    self.q_stride = H;
-    self.k = s.kbuf.data();
-    self.v = s.vbuf.data();
-    self.kv_stride = H;
-    self.kv_rows = W + m;
-    self.m = m;
-    self.num_heads = h;
-    self.head_dim = kd;
-    self.num_keys = W;
-    self.first_key = 0;
-    self.key_step = 1;
-    self.bias = L.window_bias;
-    self.scale = L.scale;
-    self.out = s.attn.data();
-    self.out_stride = width;
+    const cpu::AttentionArgs self = Heads(c, s.q.data(), H, s.kbuf.data(), s.vbuf.data(), W + m, m, W, 0, 1,
+                                          L.window_bias, L.scale, s.attn.data(), width);
     cpu::AttentionArgs cross;
     if (L.recurrent) {
-      cross = self;
-      cross.q = s.q2.data();
-      cross.k = state->at(SL.state_k);
-      cross.v = state->at(SL.state_v);
-      cross.kv_rows = S;
-      cross.num_keys = S;
-      cross.key_step = 0;
-      cross.bias = nullptr;
-      cross.scale = L.scale2;
-      cross.out = s.attn.data() + H;
+      cross = Heads(c, s.q2.data(), H, state->at(SL.state_k), state->at(SL.state_v), S, m, S, 0, 0, nullptr,
+                    L.scale2, s.attn.data() + H, width);
     }
     ParallelFor(m, 4, [&](int64_t begin, int64_t end) {
       cpu::Attention(self, begin, end);
@@ -370,36 +372,11 @@ void BrtRunner::DecodeBatch(const std::vector<const StepItem*>& items) {
         const int64_t p = st->position();
         float* ring_k = st->at(SL.ring_k);
         float* ring_v = st->at(SL.ring_v);
-        cpu::AttentionArgs self;
-        self.q = &s.q[b * H];
-        self.q_stride = H;
-        self.k = ring_k;
-        self.v = ring_v;
-        self.kv_stride = H;
-        self.kv_rows = R;
-        self.m = 1;
-        self.num_heads = h;
-        self.head_dim = kd;
-        self.num_keys = W;
-        self.first_key = Mod(p - static_cast<int64_t>(W), R);
-        self.key_step = 0;
-        self.bias = L.window_bias;
-        self.scale = L.scale;
-        self.out = &s.attn[b * width];
-        self.out_stride = width;
-        cpu::Attention(self);
+        cpu::Attention(Heads(c, &s.q[b * H], H, ring_k, ring_v, R, 1, W, Mod(p - static_cast<int64_t>(W), R), 0,
+                             L.window_bias, L.scale, &s.attn[b * width], width));
         if (L.recurrent) {
-          cpu::AttentionArgs cross = self;
-          cross.q = &s.q2[b * H];
-          cross.k = st->at(SL.state_k);
-          cross.v = st->at(SL.state_v);
-          cross.kv_rows = S;
-          cross.num_keys = S;
-          cross.first_key = 0;
-          cross.bias = nullptr;
-          cross.scale = L.scale2;
-          cross.out = &s.attn[b * width + H];
-          cpu::Attention(cross);
+          cpu::Attention(Heads(c, &s.q2[b * H], H, st->at(SL.state_k), st->at(SL.state_v), S, 1, S, 0, 0, nullptr,
+                               L.scale2, &s.attn[b * width + H], width));
         }
         const int64_t slot = Mod(p, R);
         std::memcpy(ring_k + slot * H, &s.k[b * H], H * sizeof(float));
@@ -479,30 +456,10 @@ void BrtRunner::BlockEnd(BrtSequenceState* state, int layer) {
   cpu::NormalizeHeads(s.qs.data(), S, H, h, kd);
   cpu::NormalizeHeads(s.qs2.data(), S, H, h, kd);
   // A = [state self-attention; state -> the 2W tokens of the previous and current block].
-  cpu::AttentionArgs self;
-  self.q = s.qs.data();
-  self.q_stride = H;
-  self.k = ks;
-  self.v = vs;
-  self.kv_stride = H;
-  self.kv_rows = S;
-  self.m = S;
-  self.num_heads = h;
-  self.head_dim = kd;
-  self.num_keys = S;
-  self.first_key = 0;
-  self.key_step = 0;
-  self.scale = L.rscale;
-  self.out = s.a.data();
-  self.out_stride = 2 * H;
-  cpu::AttentionArgs cross = self;
-  cross.q = s.qs2.data();
-  cross.k = state->at(SL.ring_k);
-  cross.v = state->at(SL.ring_v);
-  cross.kv_rows = 2 * W;
-  cross.num_keys = 2 * W;
-  cross.scale = L.rscale2;
-  cross.out = s.a.data() + H;
+  const cpu::AttentionArgs self =
+      Heads(c, s.qs.data(), H, ks, vs, S, S, S, 0, 0, nullptr, L.rscale, s.a.data(), 2 * H);
+  const cpu::AttentionArgs cross = Heads(c, s.qs2.data(), H, state->at(SL.ring_k), state->at(SL.ring_v), 2 * W, S,
+                                         2 * W, 0, 0, nullptr, L.rscale2, s.a.data() + H, 2 * H);
   ParallelFor(S, 4, [&](int64_t begin, int64_t end) {
     cpu::Attention(self, begin, end);
     cpu::Attention(cross, begin, end);
