@@ -404,6 +404,9 @@ int Cli::Generate(const std::vector<char*>& args) {
   const bool interrupted = g_interrupted != 0;
   if (!json_ && !ends_with_newline && isatty(STDOUT_FILENO)) std::fputc('\n', stdout);
   std::fflush(stdout);
+  // Piped stdout keeps the exact text; the summary on stderr starts on its own line when both
+  // streams share a terminal or a log.
+  const bool summary_newline = !json_ && !ends_with_newline && !isatty(STDOUT_FILENO);
   if (!status.ok() && !interrupted) return RpcError("Generate", status);
 
   // The summary: the server's Final, or what this client saw when the call was cancelled.
@@ -430,7 +433,7 @@ int Cli::Generate(const std::vector<char*>& args) {
   if (request.logprobs() && tokens_seen > 0) {
     absl::StrAppendFormat(&summary, " mean_logprob=%.4f", logprob_sum / tokens_seen);
   }
-  std::fprintf(stderr, "%s]\n", summary.c_str());
+  std::fprintf(stderr, "%s%s]\n", summary_newline ? "\n" : "", summary.c_str());
   return interrupted ? 130 : 0;
 }
 
