@@ -16,21 +16,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-void Remember(SessionContext* s, absl::Span<const int32_t> tokens) {
-  s->recent.insert(s->recent.end(), tokens.begin(), tokens.end());
-  if (s->recent.size() > SessionContext::kRecentTokens) {
-    s->recent.erase(s->recent.begin(), s->recent.end() - SessionContext::kRecentTokens);
-  }
-}
-
 }  // namespace
-
-SessionContext NewSessionContext(const ModelRunner& runner) {
-  SessionContext s;
-  s.state = runner.NewState();
-  s.pending = {runner.info().bos_id};
-  return s;
-}
 
 // One request in flight. Everything here is touched by the engine thread only.
 struct Engine::Sequence {
@@ -272,6 +258,11 @@ void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active, StepStats* sta
       const int64_t aligned = (pos + n) / block * block - pos;
       if (aligned > 0) n = aligned;
     }
+    if (options_.checkpoint_interval > 0) {
+      // Never run past the next checkpoint position: the step ends exactly on it.
+      const int64_t next = (pos / options_.checkpoint_interval + 1) * options_.checkpoint_interval;
+      n = std::min<int64_t>(n, next - pos);
+    }
     StepItem item{seq.state(), absl::MakeConstSpan(seq.feed).subspan(seq.fed, n), StepItem::Logits::kNone, nullptr};
     const bool last = seq.fed + n == seq.feed_limit;
     if (seq.req.kind == RequestKind::kScore) {
@@ -326,12 +317,16 @@ void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active, StepStats* sta
           ++seq.scored;
         }
       }
-      if (seq.req.kind != RequestKind::kScore) Remember(seq.req.session, item.tokens);
+      if (seq.req.kind != RequestKind::kScore) {
+        seq.req.session->RecordFed(item.tokens);
+        seq.req.session->MaybeCheckpoint(*runner_);
+      }
       seq.fed += n;
       if (seq.fed < seq.feed_limit || seq.req.kind != RequestKind::kGenerate) continue;
       seq.decoding = true;  // the prompt is in: sample the first token below
     } else {
-      Remember(seq.req.session, item.tokens);
+      seq.req.session->RecordFed(item.tokens);
+      seq.req.session->MaybeCheckpoint(*runner_);
     }
     // Generate: sample from the logits of the last fed token.
     const SampledToken sampled = seq.sampler->Sample(absl::MakeSpan(seq.logits));

@@ -20,28 +20,9 @@
 #include "engine/api/model_runner.h"
 #include "engine/output_processor.h"
 #include "engine/sampler.h"
+#include "engine/session_context.h"
 
 namespace blockserve::engine {
-
-// A session's model state and the context tokens not yet fed to it. Invariant: `pending` is
-// never empty (a new session holds [bos]; after a generation it holds the last sampled token;
-// after an append, the last appended token), so a generation always has a token whose logits
-// give the first new token. The context of a session is everything fed plus `pending`.
-// Thread-safety: owned by the caller; while a request on it is queued or running the engine
-// has exclusive use (the caller must not touch it until the request's final output).
-struct SessionContext {
-  std::unique_ptr<SequenceState> state;
-  std::vector<int32_t> pending;
-  // The last few context tokens (for the detokenizer's leading-space context and repetition
-  // penalties), at most kRecentTokens.
-  std::vector<int32_t> recent;
-  static constexpr size_t kRecentTokens = 64;
-
-  int64_t context_tokens() const { return state->position() + static_cast<int64_t>(pending.size()); }
-};
-
-// A new session context at the document start.
-SessionContext NewSessionContext(const ModelRunner& runner);
 
 enum class RequestKind {
   kGenerate,  // feed the prompt, then sample new tokens until a stop condition
@@ -90,6 +71,9 @@ struct EngineOptions {
   int64_t max_waiting_tokens = 1 << 26;  // prompt tokens queued
   int64_t prefill_tokens_per_step = 512;  // prefill budget of one step (rounded to blocks)
   uint64_t seed = 0x5eed;             // for requests without a seed
+  // Prefill chunks never cross a multiple of this many tokens (the sessions' checkpoint
+  // interval), so checkpoints land exactly on their positions. 0: only block alignment.
+  int64_t checkpoint_interval = 0;
 };
 
 struct EngineStats {

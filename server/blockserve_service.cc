@@ -80,7 +80,8 @@ struct SessionLease {
       lease->owned = std::make_unique<engine::SessionContext>(engine::NewSessionContext(*model->runner));
       lease->context = lease->owned.get();
     } else {
-      ASSIGN_OR_RETURN(lease->context, model->sessions->Acquire(id, owner));
+      ASSIGN_OR_RETURN(engine::Lease acquired, model->sessions->Acquire(id, owner));
+      lease->context = acquired.context;
       lease->id = id;
     }
     return lease;

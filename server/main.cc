@@ -180,7 +180,9 @@ absl::Status Run() {
       if (expired > 0) BS_LOG(INFO) << "expired " << expired << " idle session(s)";
       last_sweep = std::chrono::steady_clock::now();
     }
-    metrics.SetSessions(model.sessions->size(), 0, static_cast<double>(model.sessions->state_bytes()));
+    const int offloaded = model.sessions->offloaded();
+    metrics.SetSessions(model.sessions->size() - offloaded, offloaded,
+                        static_cast<double>(model.sessions->memory_bytes()));
   }
   BS_LOG(INFO) << "signal " << g_signal.load() << ": draining (grace " << absl::GetFlag(FLAGS_grace_seconds) << " s)";
   health->SetServingStatus(false);
