@@ -163,22 +163,41 @@ void Engine::Loop() {
   while (true) {
     std::map<RequestId, bool> cancelled;
     bool stopping;
+    std::vector<std::unique_ptr<Sequence>> dropped;  // cancelled or expired while waiting
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !waiting_.empty() || !active.empty(); });
       stopping = stopping_;
+      cancelled.swap(cancelled_);
+      const absl::Time now = absl::Now();
+      for (auto it = waiting_.begin(); it != waiting_.end();) {
+        if (cancelled.count((*it)->id) > 0 || now > (*it)->req.deadline) {
+          waiting_tokens_ -= static_cast<int64_t>((*it)->feed.size());
+          dropped.push_back(std::move(*it));
+          it = waiting_.erase(it);
+        } else {
+          ++it;
+        }
+      }
       while (!waiting_.empty() && static_cast<int>(active.size()) < options_.max_running) {
         waiting_tokens_ -= static_cast<int64_t>(waiting_.front()->feed.size());
         active.push_back(std::move(waiting_.front()));
         waiting_.pop_front();
       }
-      cancelled.swap(cancelled_);
       if (stopping) {
         for (auto& seq : waiting_) active.push_back(std::move(seq));
         waiting_.clear();
         waiting_tokens_ = 0;
       }
       running_ = static_cast<int>(active.size());
+    }
+    // Requests that never ran: they leave the session as it was.
+    for (auto& seq : dropped) {
+      if (cancelled.count(seq->id) > 0) {
+        Finish(*seq, FinishReason::kCancelled, absl::CancelledError("cancelled while queued"));
+      } else {
+        Finish(*seq, FinishReason::kError, absl::DeadlineExceededError("deadline exceeded while queued"));
+      }
     }
     // Cancellations, deadlines, shutdown: finished before the step.
     const absl::Time now = absl::Now();
@@ -224,7 +243,6 @@ void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active, StepStats* sta
   std::vector<StepItem> items;
   std::vector<Sequence*> owners;
   std::vector<int32_t> decode_tokens(active.size());
-  int64_t budget = std::max<int64_t>(block, options_.prefill_tokens_per_step);
   int64_t tokens = 0;
   for (size_t i = 0; i < active.size(); ++i) {
     Sequence& seq = *active[i];
@@ -248,10 +266,37 @@ void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active, StepStats* sta
     owners.push_back(&seq);
     ++tokens;
   }
+  // Prefill: a smaller budget while sequences decode (their inter-token latency is the step
+  // time). The oldest prompt always gets at least a block (no starvation); then the shortest
+  // remaining prompts first (short prompts reach their first token without waiting behind a
+  // long one); what is left goes back to the oldest.
+  int64_t budget = std::max<int64_t>(
+      block, items.empty() ? options_.prefill_tokens_per_step : options_.prefill_tokens_with_decodes);
+  std::vector<Sequence*> prefill;
   for (auto& ptr : active) {
-    Sequence& seq = *ptr;
-    if (seq.decoding || seq.fed >= seq.feed_limit || budget <= 0) continue;
-    int64_t n = std::min<int64_t>(budget, static_cast<int64_t>(seq.feed_limit - seq.fed));
+    if (!ptr->decoding && ptr->fed < ptr->feed_limit) prefill.push_back(ptr.get());
+  }
+  std::vector<int64_t> grant(prefill.size(), 0);
+  auto remaining = [&](size_t i) { return static_cast<int64_t>(prefill[i]->feed_limit - prefill[i]->fed) - grant[i]; };
+  if (!prefill.empty()) {
+    grant[0] = std::min(remaining(0), prefill.size() > 1 ? std::min(block, budget) : budget);
+    budget -= grant[0];
+    std::vector<size_t> order;
+    for (size_t i = 1; i < prefill.size(); ++i) order.push_back(i);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return remaining(a) < remaining(b); });
+    for (size_t i : order) {
+      if (budget <= 0) break;
+      grant[i] = std::min(budget, remaining(i));
+      budget -= grant[i];
+    }
+    const int64_t extra = std::min(budget, remaining(0));
+    grant[0] += extra;
+    budget -= extra;
+  }
+  for (size_t i = 0; i < prefill.size(); ++i) {
+    Sequence& seq = *prefill[i];
+    int64_t n = grant[i];
+    if (n <= 0) continue;
     const int64_t pos = seq.state()->position();
     if (seq.fed + n < seq.feed_limit) {
       // Not the last chunk: stop at a block boundary when that leaves something to do.
@@ -276,7 +321,6 @@ void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active, StepStats* sta
     }
     items.push_back(item);
     owners.push_back(&seq);
-    budget -= n;
     tokens += n;
   }
   if (!items.empty()) {

@@ -69,7 +69,10 @@ struct EngineOptions {
   int max_running = 32;               // sequences in a step
   int max_waiting = 256;              // queued requests beyond the free running slots
   int64_t max_waiting_tokens = 1 << 26;  // prompt tokens queued
-  int64_t prefill_tokens_per_step = 512;  // prefill budget of one step (rounded to blocks)
+  int64_t prefill_tokens_per_step = 512;  // prefill budget of a step without decodes (>= a block)
+  // Prefill budget of a step that also decodes (>= a block): bounds the inter-token latency
+  // of running sequences while a long prompt is prefilled.
+  int64_t prefill_tokens_with_decodes = 64;
   uint64_t seed = 0x5eed;             // for requests without a seed
   // Prefill chunks never cross a multiple of this many tokens (the sessions' checkpoint
   // interval), so checkpoints land exactly on their positions. 0: only block alignment.

@@ -54,6 +54,7 @@ void SessionToProto(const engine::SessionInfo& info, const std::string& model, v
   out->set_created_unix_ms(UnixMillis(info.created));
   out->set_last_used_unix_ms(UnixMillis(info.last_used));
   out->set_busy(info.busy);
+  out->set_offloaded(info.offloaded);
 }
 
 // A streaming call that fails before any work.
@@ -343,6 +344,7 @@ class AppendReactor : public grpc::ServerReadReactor<v1::AppendRequest> {
     r.session = lease_->context;
     r.prompt = std::move(pending_);
     pending_.clear();
+    appended_ += static_cast<int64_t>(r.prompt.size());
     r.deadline = deadline_;
     r.on_output = [this](const engine::RequestOutput& out) {
       if (!out.finished) return;
@@ -350,7 +352,6 @@ class AppendReactor : public grpc::ServerReadReactor<v1::AppendRequest> {
         std::lock_guard<std::mutex> lock(mu_);
         in_flight_ = false;
       }
-      appended_ += out.prompt_tokens;
       service_->metrics().PromptTokens(out.prompt_tokens);
       if (!out.status.ok()) return Fail(out.status);
       if (end_of_input_) return Succeed();
@@ -365,8 +366,7 @@ class AppendReactor : public grpc::ServerReadReactor<v1::AppendRequest> {
   }
 
   void Succeed() {
-    // Tokens appended count the session's pending token once it is fed; report the context.
-    response_->set_tokens_appended(appended_ + pending_tail_);
+    response_->set_tokens_appended(appended_);
     response_->set_session_tokens(lease_->context->context_tokens());
     response_->set_seconds(Seconds(start_, Clock::now()));
     lease_.reset();
@@ -390,13 +390,71 @@ class AppendReactor : public grpc::ServerReadReactor<v1::AppendRequest> {
   std::unique_ptr<SessionLease> lease_;
   std::vector<int32_t> pending_;
   bool end_of_input_ = false;
-  int64_t appended_ = 0;
-  int64_t pending_tail_ = 0;
+  int64_t appended_ = 0;  // tokens received and handed to the engine
   const Clock::time_point start_;
   std::mutex mu_;
   bool cancelled_ = false;                     // guarded by mu_
   bool in_flight_ = false;                     // guarded by mu_
   engine::Engine::RequestId in_flight_id_ = 0;  // guarded by mu_
+};
+
+// ExportSession: writes the bytes in pieces of 1 MiB.
+class ExportReactor : public grpc::ServerWriteReactor<v1::SessionBytes> {
+ public:
+  explicit ExportReactor(std::string bytes) : bytes_(std::move(bytes)) { Next(); }
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client gone"));
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    if (offset_ >= bytes_.size() && offset_ > 0) return Finish(grpc::Status::OK);
+    const size_t n = std::min<size_t>(1 << 20, bytes_.size() - offset_);
+    piece_.set_data(bytes_.substr(offset_, n));
+    offset_ += n;
+    if (n == 0) offset_ = 1;  // empty export: one empty message, then finish
+    StartWrite(&piece_);
+  }
+  std::string bytes_;
+  size_t offset_ = 0;
+  v1::SessionBytes piece_;
+};
+
+// ImportSession: collects the pieces, then registers the session.
+class ImportReactor : public grpc::ServerReadReactor<v1::SessionBytes> {
+ public:
+  ImportReactor(BlockserveService* service, ServingModel* model, std::string owner, v1::Session* response)
+      : service_(service), model_(model), owner_(std::move(owner)), response_(response) {
+    StartRead(&piece_);
+  }
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      bytes_ += piece_.data();
+      if (static_cast<int64_t>(bytes_.size()) > service_->options().max_import_bytes) {
+        return Done(absl::InvalidArgumentError("ImportSession: the session is larger than --max_import_bytes"));
+      }
+      return StartRead(&piece_);
+    }
+    absl::StatusOr<engine::SessionInfo> info = model_->sessions->Import(owner_, bytes_);
+    if (!info.ok()) return Done(info.status());
+    SessionToProto(*info, model_->runner->info().name, response_);
+    Done(absl::OkStatus());
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Done(const absl::Status& status) {
+    service_->metrics().Request("ImportSession", CodeName(status));
+    Finish(ToGrpc(status));
+  }
+  BlockserveService* service_;
+  ServingModel* model_;
+  const std::string owner_;
+  v1::Session* response_;
+  v1::SessionBytes piece_;
+  std::string bytes_;
 };
 
 }  // namespace
@@ -732,6 +790,98 @@ grpc::ServerUnaryReactor* BlockserveService::DeleteSession(grpc::CallbackServerC
   absl::StatusOr<ServingModel*> model = Model("");
   if (!model.ok()) return FinishUnary(context, "DeleteSession", model.status());
   return FinishUnary(context, "DeleteSession", (*model)->sessions->Delete(request->session_id(), *owner));
+}
+
+}  // namespace blockserve::server
+
+namespace blockserve::server {
+
+grpc::ServerUnaryReactor* BlockserveService::CompleteLease(grpc::CallbackServerContext* context, const char* method,
+                                                           ServingModel* model, engine::Lease lease,
+                                                           const std::string& owner, v1::Session* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto finish = [this, reactor, model, method, owner, response](const std::string& id, const absl::Status& status) {
+    model->sessions->Release(id);
+    absl::Status s = status;
+    if (s.ok()) {
+      absl::StatusOr<engine::SessionInfo> info = model->sessions->Get(id, owner);
+      if (info.ok()) SessionToProto(*info, model->runner->info().name, response);
+      s = info.status();
+    }
+    metrics_->Request(method, CodeName(s));
+    reactor->Finish(ToGrpc(s));
+  };
+  if (lease.to_feed.empty()) {
+    finish(lease.id, absl::OkStatus());
+    return reactor;
+  }
+  engine::Request r;
+  r.kind = engine::RequestKind::kAppend;
+  r.session = lease.context;
+  r.prompt = std::move(lease.to_feed);
+  const std::string id = lease.id;
+  r.on_output = [finish, id](const engine::RequestOutput& out) {
+    if (out.finished) finish(id, out.status);
+  };
+  absl::Status submitted = model->engine->Submit(std::move(r)).status();
+  if (!submitted.ok()) finish(id, submitted);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* BlockserveService::ForkSession(grpc::CallbackServerContext* context,
+                                                         const v1::ForkSessionRequest* request, v1::Session* response) {
+  absl::StatusOr<std::string> owner = Owner(context);
+  if (!owner.ok()) return FinishUnary(context, "ForkSession", owner.status());
+  absl::StatusOr<ServingModel*> model = Model("");
+  if (!model.ok()) return FinishUnary(context, "ForkSession", model.status());
+  if (request->tokens() < 0) {
+    return FinishUnary(context, "ForkSession", absl::InvalidArgumentError("tokens: must be >= 0 (0: all)"));
+  }
+  absl::StatusOr<engine::Lease> lease = (*model)->sessions->Fork(request->session_id(), *owner, request->tokens());
+  if (!lease.ok()) return FinishUnary(context, "ForkSession", lease.status());
+  return CompleteLease(context, "ForkSession", *model, *std::move(lease), *owner, response);
+}
+
+grpc::ServerUnaryReactor* BlockserveService::RewindSession(grpc::CallbackServerContext* context,
+                                                           const v1::RewindSessionRequest* request,
+                                                           v1::Session* response) {
+  absl::StatusOr<std::string> owner = Owner(context);
+  if (!owner.ok()) return FinishUnary(context, "RewindSession", owner.status());
+  absl::StatusOr<ServingModel*> model = Model("");
+  if (!model.ok()) return FinishUnary(context, "RewindSession", model.status());
+  if (request->tokens() < 1) {
+    return FinishUnary(context, "RewindSession", absl::InvalidArgumentError("tokens: must be >= 1"));
+  }
+  absl::StatusOr<engine::Lease> lease = (*model)->sessions->Rewind(request->session_id(), *owner, request->tokens());
+  if (!lease.ok()) return FinishUnary(context, "RewindSession", lease.status());
+  return CompleteLease(context, "RewindSession", *model, *std::move(lease), *owner, response);
+}
+
+grpc::ServerWriteReactor<v1::SessionBytes>* BlockserveService::ExportSession(
+    grpc::CallbackServerContext* context, const v1::ExportSessionRequest* request) {
+  absl::StatusOr<std::string> owner = Owner(context);
+  absl::StatusOr<ServingModel*> model = owner.ok() ? Model("") : owner.status();
+  absl::StatusOr<std::string> bytes =
+      model.ok() ? (*model)->sessions->Export(request->session_id(), *owner) : model.status();
+  metrics_->Request("ExportSession", CodeName(bytes.status()));
+  if (!bytes.ok()) return new ErrorWriteReactor<v1::SessionBytes>(ToGrpc(bytes.status()));
+  return new ExportReactor(*std::move(bytes));
+}
+
+grpc::ServerReadReactor<v1::SessionBytes>* BlockserveService::ImportSession(grpc::CallbackServerContext* context,
+                                                                            v1::Session* response) {
+  class ErrorReadReactor : public grpc::ServerReadReactor<v1::SessionBytes> {
+   public:
+    explicit ErrorReadReactor(const grpc::Status& s) { Finish(s); }
+    void OnDone() override { delete this; }
+  };
+  absl::StatusOr<std::string> owner = Owner(context);
+  absl::StatusOr<ServingModel*> model = owner.ok() ? Model("") : owner.status();
+  if (!model.ok()) {
+    metrics_->Request("ImportSession", CodeName(model.status()));
+    return new ErrorReadReactor(ToGrpc(model.status()));
+  }
+  return new ImportReactor(this, *model, *owner, response);
 }
 
 }  // namespace blockserve::server

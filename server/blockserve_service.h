@@ -23,6 +23,7 @@ struct ServiceOptions {
   int64_t max_prompt_tokens = 1 << 18;   // Generate/Score token ids
   int64_t append_chunk_tokens = 16384;   // Append feeds the engine in pieces of this many tokens
   int64_t max_append_message_bytes = 4 << 20;
+  int64_t max_import_bytes = int64_t{1} << 30;  // ImportSession
 };
 
 // The loaded model and everything that serves it. Owned by main; the service borrows it.
@@ -64,6 +65,14 @@ class BlockserveService final : public v1::Blockserve::CallbackService {
   grpc::ServerUnaryReactor* DeleteSession(grpc::CallbackServerContext* context,
                                           const v1::DeleteSessionRequest* request,
                                           v1::DeleteSessionResponse* response) override;
+  grpc::ServerUnaryReactor* ForkSession(grpc::CallbackServerContext* context, const v1::ForkSessionRequest* request,
+                                        v1::Session* response) override;
+  grpc::ServerUnaryReactor* RewindSession(grpc::CallbackServerContext* context,
+                                          const v1::RewindSessionRequest* request, v1::Session* response) override;
+  grpc::ServerWriteReactor<v1::SessionBytes>* ExportSession(grpc::CallbackServerContext* context,
+                                                            const v1::ExportSessionRequest* request) override;
+  grpc::ServerReadReactor<v1::SessionBytes>* ImportSession(grpc::CallbackServerContext* context,
+                                                           v1::Session* response) override;
 
   // Helpers shared with the reactors (public for them, not an API).
   Metrics& metrics() { return *metrics_; }
@@ -79,6 +88,11 @@ class BlockserveService final : public v1::Blockserve::CallbackService {
   // another name.
   absl::StatusOr<ServingModel*> Model(const std::string& name) const;
   // Input of Generate/Score: exactly one of text or token ids, within the limits.
+  // Completes a fork or rewind lease: feeds lease.to_feed (if any), releases the session and
+  // finishes the call with its description.
+  grpc::ServerUnaryReactor* CompleteLease(grpc::CallbackServerContext* context, const char* method,
+                                          ServingModel* model, engine::Lease lease, const std::string& owner,
+                                          v1::Session* response);
   absl::StatusOr<std::vector<int32_t>> Input(const ServingModel& model, const std::string& text,
                                              const google::protobuf::RepeatedField<int32_t>& ids,
                                              bool allow_empty) const;

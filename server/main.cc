@@ -38,9 +38,20 @@ ABSL_FLAG(std::string, dtype, "f32", "Weights as f32 or bf16.");
 ABSL_FLAG(int, threads, 0, "CPU threads for the model (0: all cores).");
 ABSL_FLAG(int, max_running, 32, "Sequences decoded together in one step.");
 ABSL_FLAG(int, max_waiting, 256, "Requests allowed to wait; more get RESOURCE_EXHAUSTED.");
-ABSL_FLAG(int64_t, prefill_tokens_per_step, 512, "Prompt tokens prefilled per engine step (bounds decode latency).");
+ABSL_FLAG(int64_t, prefill_tokens_per_step, 512, "Prompt tokens prefilled per engine step when nothing decodes.");
+ABSL_FLAG(int64_t, prefill_tokens_with_decodes, 64, "Prompt tokens prefilled per engine step while other sequences "
+          "decode (at least one block; bounds their inter-token latency during a long prefill).");
 ABSL_FLAG(int, max_sessions, 1024, "Live sessions; creating more gets RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, session_ttl_seconds, 3600, "Idle sessions are deleted after this long.");
+ABSL_FLAG(std::string, state_dir, "", "Directory for session files: offloaded sessions, and every session at shutdown "
+          "(restored at the next start). Empty: sessions live in memory only.");
+ABSL_FLAG(int64_t, session_memory_bytes, 0, "Memory for live sessions; beyond it the least recently used idle ones are "
+          "written to --state_dir and evicted (0: no limit).");
+ABSL_FLAG(int, snapshot_interval_seconds, 10, "With --state_dir: a changed idle session is written within this long "
+          "(what a crash can lose); 0: after every request.");
+ABSL_FLAG(int, checkpoint_every_blocks, 0, "Keep a session checkpoint every K blocks so sessions can be forked or "
+          "rewound (recomputing at most K blocks); 0: off.");
+ABSL_FLAG(int, max_checkpoints, 4, "Checkpoints kept per session (the oldest go first).");
 ABSL_FLAG(int64_t, max_prompt_bytes, 1 << 20, "Largest text in Generate/Score/Tokenize; more goes through Append.");
 ABSL_FLAG(int64_t, max_prompt_tokens, 1 << 18, "Most token ids in Generate/Score.");
 ABSL_FLAG(int64_t, max_message_bytes, 64 << 20, "Largest gRPC message the server accepts.");
@@ -142,11 +153,26 @@ absl::Status Run() {
   engine::SessionStoreOptions store_options;
   store_options.max_sessions = absl::GetFlag(FLAGS_max_sessions);
   store_options.idle_ttl = absl::Seconds(absl::GetFlag(FLAGS_session_ttl_seconds));
+  store_options.state_dir = absl::GetFlag(FLAGS_state_dir);
+  store_options.memory_budget_bytes = absl::GetFlag(FLAGS_session_memory_bytes);
+  store_options.snapshot_interval = absl::Seconds(absl::GetFlag(FLAGS_snapshot_interval_seconds));
+  const int64_t block = model.runner->info().block_size;
+  store_options.checkpoints.interval = absl::GetFlag(FLAGS_checkpoint_every_blocks) * block;
+  store_options.checkpoints.max_kept = absl::GetFlag(FLAGS_max_checkpoints);
+  if (store_options.memory_budget_bytes > 0 && store_options.state_dir.empty()) {
+    return absl::InvalidArgumentError("--session_memory_bytes needs --state_dir (where evicted sessions go)");
+  }
   model.sessions = std::make_unique<engine::SessionStore>(model.runner.get(), store_options);
+  ASSIGN_OR_RETURN(const int restored, model.sessions->LoadDirectory());
+  if (!store_options.state_dir.empty()) {
+    BS_LOG(INFO) << "sessions: " << restored << " restored from " << store_options.state_dir;
+  }
   engine::EngineOptions engine_options;
   engine_options.max_running = absl::GetFlag(FLAGS_max_running);
   engine_options.max_waiting = absl::GetFlag(FLAGS_max_waiting);
   engine_options.prefill_tokens_per_step = absl::GetFlag(FLAGS_prefill_tokens_per_step);
+  engine_options.prefill_tokens_with_decodes = absl::GetFlag(FLAGS_prefill_tokens_with_decodes);
+  engine_options.checkpoint_interval = store_options.checkpoints.enabled() ? store_options.checkpoints.interval : 0;
   model.engine = std::make_unique<engine::Engine>(
       model.runner.get(), model.tokenizer.get(), engine_options, [&metrics](const engine::StepStats& s) {
         if (s.items > 0) metrics.Step(s.items, s.seconds);
@@ -161,8 +187,12 @@ absl::Status Run() {
                << std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count() << " s";
   BS_LOG(INFO) << "engine: max_running " << engine_options.max_running << ", max_waiting "
                << engine_options.max_waiting << ", prefill " << engine_options.prefill_tokens_per_step
-               << " tokens/step; sessions: max " << store_options.max_sessions << ", idle TTL "
-               << absl::GetFlag(FLAGS_session_ttl_seconds) << " s";
+               << " tokens/step (" << engine_options.prefill_tokens_with_decodes
+               << " while decoding); sessions: max " << store_options.max_sessions << ", idle TTL "
+               << absl::GetFlag(FLAGS_session_ttl_seconds) << " s, memory "
+               << (store_options.memory_budget_bytes > 0 ? absl::StrCat(store_options.memory_budget_bytes, " bytes")
+                                                         : "unlimited")
+               << ", checkpoints every " << absl::GetFlag(FLAGS_checkpoint_every_blocks) << " block(s)";
   service.SetModel(&model);
   health->SetServingStatus(true);
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
@@ -188,6 +218,7 @@ absl::Status Run() {
   health->SetServingStatus(false);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(absl::GetFlag(FLAGS_grace_seconds)));
   model.engine->Shutdown();
+  model.sessions->Shutdown();  // with --state_dir: every session is written
   service.SetModel(nullptr);
   BS_LOG(INFO) << "stopped";
   return absl::OkStatus();

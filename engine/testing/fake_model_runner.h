@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -48,6 +49,7 @@ class FakeModelRunner final : public ModelRunner {
     }
     if (step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_delay_ms));
     ++steps;
+    if (observer) observer(items);
     for (const StepItem& item : items) {
       max_batch = std::max<int>(max_batch, static_cast<int>(items.size()));
       auto* s = static_cast<FakeState*>(item.state);
@@ -87,6 +89,8 @@ class FakeModelRunner final : public ModelRunner {
     }
   }
 
+  // Sees every step's items before they run (on the engine thread); set before submitting.
+  std::function<void(absl::Span<const StepItem>)> observer;
   std::atomic<int> step_delay_ms{0};
   std::atomic<int> steps{0};
   std::atomic<int> max_batch{0};
