@@ -14,6 +14,8 @@ namespace blockserve::engine {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+// A prompt passed over this many steps in a row is prefilled first in the next one.
+constexpr int kStarvedSteps = 4;
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 }  // namespace
@@ -39,6 +41,7 @@ struct Engine::Sequence {
   int64_t scored = 0;
   Clock::time_point submitted, started, first_token;
   bool has_started = false, has_first_token = false;
+  int starved_steps = 0;  // consecutive steps this prompt got no prefill budget
 
   SequenceState* state() { return score_state ? score_state.get() : req.session->state.get(); }
 };
@@ -267,31 +270,25 @@ void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active, StepStats* sta
     ++tokens;
   }
   // Prefill: a smaller budget while sequences decode (their inter-token latency is the step
-  // time). The oldest prompt always gets at least a block (no starvation); then the shortest
-  // remaining prompts first (short prompts reach their first token without waiting behind a
-  // long one); what is left goes back to the oldest.
+  // time). The shortest remaining prompts go first (a short prompt's first token does not wait
+  // behind a long one); a prompt passed over for kStarvedSteps steps goes first (no starvation).
   int64_t budget = std::max<int64_t>(
       block, items.empty() ? options_.prefill_tokens_per_step : options_.prefill_tokens_with_decodes);
   std::vector<Sequence*> prefill;
   for (auto& ptr : active) {
     if (!ptr->decoding && ptr->fed < ptr->feed_limit) prefill.push_back(ptr.get());
   }
+  auto remaining = [](const Sequence* q) { return static_cast<int64_t>(q->feed_limit - q->fed); };
+  std::stable_sort(prefill.begin(), prefill.end(), [&](const Sequence* x, const Sequence* y) {
+    const bool sx = x->starved_steps >= kStarvedSteps, sy = y->starved_steps >= kStarvedSteps;
+    if (sx != sy) return sx;
+    return remaining(x) < remaining(y);
+  });
   std::vector<int64_t> grant(prefill.size(), 0);
-  auto remaining = [&](size_t i) { return static_cast<int64_t>(prefill[i]->feed_limit - prefill[i]->fed) - grant[i]; };
-  if (!prefill.empty()) {
-    grant[0] = std::min(remaining(0), prefill.size() > 1 ? std::min(block, budget) : budget);
-    budget -= grant[0];
-    std::vector<size_t> order;
-    for (size_t i = 1; i < prefill.size(); ++i) order.push_back(i);
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return remaining(a) < remaining(b); });
-    for (size_t i : order) {
-      if (budget <= 0) break;
-      grant[i] = std::min(budget, remaining(i));
-      budget -= grant[i];
-    }
-    const int64_t extra = std::min(budget, remaining(0));
-    grant[0] += extra;
-    budget -= extra;
+  for (size_t i = 0; i < prefill.size(); ++i) {
+    grant[i] = std::min(budget, remaining(prefill[i]));
+    budget -= grant[i];
+    prefill[i]->starved_steps = grant[i] > 0 ? 0 : prefill[i]->starved_steps + 1;
   }
   for (size_t i = 0; i < prefill.size(); ++i) {
     Sequence& seq = *prefill[i];
