@@ -12,6 +12,7 @@
 #include <cstring>
 #include <future>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -97,6 +98,10 @@ commands:
   tokenize [TEXT...|-]       prints the token ids (--json: ids and pieces)
   detokenize ID...           prints the text of the token ids
   session create             prints the new session's id
+  session fork ID [TOKENS]   a new session holding the first TOKENS context tokens of ID (all)
+  session rewind ID TOKENS   cut ID back to its first TOKENS context tokens
+  session export ID FILE     write the session to FILE (to move it to another server)
+  session import FILE        register an exported session here; prints its id
   session get ID | list | delete ID
   models                     lists the served models
   health                     grpc.health.v1.Health/Check; prints SERVING, NOT_SERVING...;
@@ -571,22 +576,33 @@ int Cli::Detokenize(const std::vector<char*>& args) {
 void PrintSession(const v1::Session& s) {
   std::printf(
       "%s model=%s tokens=%lld state_bytes=%lld created_unix_ms=%lld last_used_unix_ms=%lld "
-      "busy=%s\n",
+      "busy=%s offloaded=%s\n",
       s.session_id().c_str(), s.model().c_str(), static_cast<long long>(s.tokens()),
       static_cast<long long>(s.state_bytes()), static_cast<long long>(s.created_unix_ms()),
-      static_cast<long long>(s.last_used_unix_ms()), s.busy() ? "true" : "false");
+      static_cast<long long>(s.last_used_unix_ms()), s.busy() ? "true" : "false",
+      s.offloaded() ? "true" : "false");
 }
 
 int Cli::SessionCommand(const std::vector<char*>& args) {
   const std::string sub = args.size() > 2 ? args[2] : "";
-  const size_t want = sub == "get" || sub == "delete" ? 4 : 3;
-  if (sub != "create" && sub != "get" && sub != "list" && sub != "delete") {
-    return UsageError(sub.empty() ? "session needs create, get ID, list or delete ID"
+  // Arguments after the subcommand: [min, max].
+  const std::map<std::string, std::pair<size_t, size_t>> arity = {
+      {"create", {0, 0}}, {"list", {0, 0}},   {"get", {1, 1}},    {"delete", {1, 1}},
+      {"fork", {1, 2}},   {"rewind", {2, 2}}, {"export", {2, 2}}, {"import", {1, 1}}};
+  auto it = arity.find(sub);
+  if (it == arity.end()) {
+    return UsageError(sub.empty() ? "session needs create, get, list, delete, fork, rewind, export or import"
                                   : absl::StrCat("unknown session command: ", sub));
   }
-  if (args.size() != want) {
-    return UsageError(
-        absl::StrCat("session ", sub, want == 4 ? " takes a session id" : " takes no arguments"));
+  const size_t given = args.size() - 3;
+  if (given < it->second.first || given > it->second.second) {
+    return UsageError(absl::StrCat("session ", sub, ": wrong number of arguments (see --help)"));
+  }
+  int64_t tokens = 0;
+  if ((sub == "fork" && given == 2) || sub == "rewind") {
+    if (!absl::SimpleAtoi(args[4], &tokens) || tokens < 0) {
+      return UsageError(absl::StrCat("session ", sub, ": TOKENS must be a non-negative integer"));
+    }
   }
   using Stub = v1::Blockserve::Stub;
   v1::Session session;
@@ -606,12 +622,59 @@ int Cli::SessionCommand(const std::vector<char*>& args) {
     Print(response, [&] {
       for (const v1::Session& s : response.sessions()) PrintSession(s);
     });
-  } else {
+  } else if (sub == "delete") {
     v1::DeleteSessionRequest request;
     request.set_session_id(args[3]);
     v1::DeleteSessionResponse response;
     if (!Call("DeleteSession", &Stub::DeleteSession, request, &response)) return 1;
     Print(response, [&] { std::printf("deleted %s\n", args[3]); });
+  } else if (sub == "fork") {
+    v1::ForkSessionRequest request;
+    request.set_session_id(args[3]);
+    request.set_tokens(tokens);
+    if (!Call("ForkSession", &Stub::ForkSession, request, &session)) return 1;
+    Print(session, [&] { PrintSession(session); });
+  } else if (sub == "rewind") {
+    v1::RewindSessionRequest request;
+    request.set_session_id(args[3]);
+    request.set_tokens(tokens);
+    if (!Call("RewindSession", &Stub::RewindSession, request, &session)) return 1;
+    Print(session, [&] { PrintSession(session); });
+  } else if (sub == "export") {
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::ExportSessionRequest request;
+    request.set_session_id(args[3]);
+    auto reader = stub_->ExportSession(&context, request);
+    std::string bytes;
+    v1::SessionBytes piece;
+    while (reader->Read(&piece)) bytes += piece.data();
+    const grpc::Status status = reader->Finish();
+    if (!status.ok()) return RpcError("ExportSession", status);
+    const absl::Status written = WriteStringToFileAtomically(args[4], bytes);
+    if (!written.ok()) {
+      std::fprintf(stderr, "blockserve-cli: %s\n", std::string(written.message()).c_str());
+      return 1;
+    }
+    std::printf("exported %s: %zu bytes to %s\n", args[3], bytes.size(), args[4]);
+  } else {  // import
+    absl::StatusOr<std::string> bytes = ReadFileToString(args[3]);
+    if (!bytes.ok()) {
+      std::fprintf(stderr, "blockserve-cli: %s\n", std::string(bytes.status().message()).c_str());
+      return 1;
+    }
+    grpc::ClientContext context;
+    Prepare(&context);
+    auto writer = stub_->ImportSession(&context, &session);
+    for (size_t off = 0; off < bytes->size(); off += 1 << 20) {
+      v1::SessionBytes piece;
+      piece.set_data(bytes->substr(off, 1 << 20));
+      if (!writer->Write(piece)) break;
+    }
+    writer->WritesDone();
+    const grpc::Status status = writer->Finish();
+    if (!status.ok()) return RpcError("ImportSession", status);
+    Print(session, [&] { std::printf("%s\n", session.session_id().c_str()); });
   }
   return 0;
 }

@@ -374,7 +374,36 @@ TEST_F(ServerTest, TheCliStreamsContinuesSessionsAndReportsErrors) {
   EXPECT_EQ(RunCommand(cli + "generate --top_p=7 x", &out), 1);
   EXPECT_NE(out.find("sampling.top_p"), std::string::npos) << out;
   EXPECT_EQ(RunCommand(cli + "frobnicate", &out), 2);
+  // Fork, export and import through the CLI.
+  ASSERT_EQ(RunCommand(cli + "session fork " + session, &out), 0) << out;
+  EXPECT_NE(out.find("tokens="), std::string::npos) << out;
+  const std::string file = testing::MakeTempDir("cli_export") + "/s.session";
+  ASSERT_EQ(RunCommand(cli + "session export " + session + " " + file, &out), 0) << out;
+  ASSERT_EQ(RunCommand(cli + "session import " + file, &out), 0) << out;
+  const std::string imported(absl::StripAsciiWhitespace(out));
+  EXPECT_EQ(imported.size(), 32u);
+  EXPECT_NE(imported, session);  // the id is taken here, so the import got a new one
+  EXPECT_EQ(SessionTokens(server_->stub(), imported), SessionTokens(server_->stub(), session));
+  EXPECT_EQ(RunCommand(cli + "session rewind " + session + " x", &out), 2);
   ASSERT_EQ(RunCommand(cli + "session delete " + session, &out), 0) << out;
+}
+
+TEST_F(ServerTest, TheLoadGeneratorReportsLatenciesAndThroughput) {
+  std::string out;
+  ASSERT_EQ(RunCommand(absl::StrCat(BinDir(), "/blockserve-loadgen --server=127.0.0.1:", server_->port(),
+                                    " --concurrency=4 --requests=12 --max_tokens=16 --prompt_tokens=8 --json"),
+                       &out),
+            0)
+      << out;
+  const size_t json = out.find('{');
+  ASSERT_NE(json, std::string::npos) << out;
+  const std::string j = out.substr(json);
+  EXPECT_NE(j.find("\"requests_ok\": 12"), std::string::npos) << j;
+  EXPECT_NE(j.find("\"requests_failed\": 0"), std::string::npos) << j;
+  EXPECT_NE(j.find("\"output_tokens\": 192"), std::string::npos) << j;
+  for (const char* key : {"\"ttft_ms\"", "\"itl_ms\"", "\"e2e_ms\"", "\"p99\""}) {
+    EXPECT_NE(j.find(key), std::string::npos) << key << " in " << j;
+  }
 }
 
 TEST(ServerTlsTest, ServesOverTlsWithTheGivenCertificate) {
