@@ -182,10 +182,15 @@ void Engine::Loop() {
           ++it;
         }
       }
+      // Admission: the highest priority first, first come first served within a priority.
       while (!waiting_.empty() && static_cast<int>(active.size()) < options_.max_running) {
-        waiting_tokens_ -= static_cast<int64_t>(waiting_.front()->feed.size());
-        active.push_back(std::move(waiting_.front()));
-        waiting_.pop_front();
+        auto next = waiting_.begin();
+        for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
+          if ((*it)->req.priority > (*next)->req.priority) next = it;
+        }
+        waiting_tokens_ -= static_cast<int64_t>((*next)->feed.size());
+        active.push_back(std::move(*next));
+        waiting_.erase(next);
       }
       if (stopping) {
         for (auto& seq : waiting_) active.push_back(std::move(seq));

@@ -60,6 +60,8 @@ struct Request {
   SamplingParams sampling;
   StopParams stop;
   absl::Time deadline = absl::InfiniteFuture();
+  // Admission order among waiting requests: higher first; FCFS within a priority.
+  int priority = 0;
   // Called on the engine thread for every output, the last one with `finished` set. It must
   // not block (hand the output to a stream and return) and must not call back into Submit.
   std::function<void(const RequestOutput&)> on_output;

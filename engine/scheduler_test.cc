@@ -183,6 +183,45 @@ TEST(SchedulerTest, ShortPromptsDoNotWaitBehindALongOneAndTheLongOneIsNotStarved
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 30.0);
 }
 
+TEST(SchedulerTest, HigherPriorityStartsFirstFcfsWithinAPriority) {
+  FakeModelRunner runner(400, 4);
+  runner.step_delay_ms = 1;
+  EngineOptions o;
+  o.max_running = 1;
+  Engine engine(&runner, &Tok(), o);
+  std::vector<SessionContext> s;
+  for (int i = 0; i < 6; ++i) s.push_back(NewSessionContext(runner));
+  auto blocker = Submit(engine, &s[0], {1}, 30);
+  while (blocker->tokens < 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::mutex mu;
+  std::vector<int> order;
+  std::vector<std::shared_ptr<Pending>> reqs;
+  const int priorities[] = {0, 5, 0, 5, -1};
+  for (int i = 0; i < 5; ++i) {
+    auto p = std::make_shared<Pending>();
+    Request r;
+    r.session = &s[i + 1];
+    r.prompt = {3};
+    r.sampling.temperature = 0;
+    r.stop.max_new_tokens = 2;
+    r.stop.ignore_eos = true;
+    r.priority = priorities[i];
+    r.on_output = [p, i, &mu, &order](const RequestOutput& out) {
+      if (!out.finished) return;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        order.push_back(i);
+      }
+      p->done.set_value(out);
+    };
+    ASSERT_TRUE(engine.Submit(std::move(r)).ok());
+    reqs.push_back(p);
+  }
+  for (auto& p : reqs) p->done.get_future().wait();
+  blocker->done.get_future().wait();
+  EXPECT_EQ(order, (std::vector<int>{1, 3, 0, 2, 4}));
+}
+
 // Cancellation in every state a request can be in.
 TEST(SchedulerTest, CancellationInEveryState) {
   enum class When { kWaiting, kPrefilling, kDecoding };

@@ -619,6 +619,10 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* BlockserveService::Generate(grpc
   if (!input.ok()) return fail(input.status());
   r.prompt = *std::move(input);
   r.deadline = Deadline(context);
+  if (request->priority() < -100 || request->priority() > 100) {
+    return fail(absl::InvalidArgumentError("priority: must be in [-100, 100]"));
+  }
+  r.priority = request->priority();
   absl::StatusOr<std::unique_ptr<SessionLease>> lease = SessionLease::Take(*model, request->session_id(), *owner);
   if (!lease.ok()) return fail(lease.status());
   auto* reactor = new GenerateReactor(this, *model, *std::move(lease), request->logprobs());
