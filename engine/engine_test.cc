@@ -15,16 +15,6 @@ namespace {
 
 using testing::FakeModelRunner;
 
-const Tokenizer& TestTokenizer() {
-  static const Tokenizer* tok = [] {
-    auto path = blockserve::testing::SmallKjvTokenizer(400);
-    BS_CHECK(path.ok());
-    auto t = Tokenizer::Load(*path);
-    BS_CHECK(t.ok());
-    return t->release();
-  }();
-  return *tok;
-}
 
 // Collects a request's outputs; Wait() returns the final one.
 struct Collector {
@@ -71,7 +61,7 @@ std::vector<int32_t> RunRequest(Engine& engine, Request r, RequestOutput* final_
 
 TEST(EngineTest, StreamsTokensAndFinishesAtTheLengthLimit) {
   FakeModelRunner runner(400);
-  Engine engine(&runner, &TestTokenizer(), EngineOptions());
+  Engine engine(&runner, &blockserve::testing::TestTokenizer(), EngineOptions());
   SessionContext s = NewSessionContext(runner);
   Collector c;
   Request r = Greedy(&s, {10, 11, 12}, 7);
@@ -92,7 +82,7 @@ TEST(EngineTest, StreamsTokensAndFinishesAtTheLengthLimit) {
 
 TEST(EngineTest, ThreeTurnsEqualOneGenerationOverTheConcatenation) {
   FakeModelRunner runner(400);
-  Engine engine(&runner, &TestTokenizer(), EngineOptions());
+  Engine engine(&runner, &blockserve::testing::TestTokenizer(), EngineOptions());
   SessionContext turns = NewSessionContext(runner);
   std::vector<int32_t> all;
   std::vector<int32_t> prompts[3] = {{5, 6, 7}, {8}, {9, 10, 11, 12, 13}};
@@ -108,7 +98,7 @@ TEST(EngineTest, ThreeTurnsEqualOneGenerationOverTheConcatenation) {
 
 TEST(EngineTest, AppendThenGenerateEqualsGenerateWithThePrompt) {
   FakeModelRunner runner(400);
-  Engine engine(&runner, &TestTokenizer(), EngineOptions());
+  Engine engine(&runner, &blockserve::testing::TestTokenizer(), EngineOptions());
   std::vector<int32_t> text(1000);
   for (size_t i = 0; i < text.size(); ++i) text[i] = static_cast<int32_t>(4 + i * 7 % 390);
   SessionContext a = NewSessionContext(runner);
@@ -129,7 +119,7 @@ TEST(EngineTest, AppendThenGenerateEqualsGenerateWithThePrompt) {
 
 TEST(EngineTest, ScoreDoesNotChangeTheSession) {
   FakeModelRunner runner(400);
-  Engine engine(&runner, &TestTokenizer(), EngineOptions());
+  Engine engine(&runner, &blockserve::testing::TestTokenizer(), EngineOptions());
   SessionContext s = NewSessionContext(runner);
   RunRequest(engine, Greedy(&s, {1, 2, 3}, 2));
   const int64_t before = s.context_tokens();
@@ -152,7 +142,7 @@ TEST(EngineTest, ScoreDoesNotChangeTheSession) {
 
 TEST(EngineTest, ConcurrentSessionsGenerateWhatTheyGenerateAlone) {
   FakeModelRunner runner(400);
-  Engine engine(&runner, &TestTokenizer(), EngineOptions());
+  Engine engine(&runner, &blockserve::testing::TestTokenizer(), EngineOptions());
   std::vector<std::vector<int32_t>> alone;
   for (int i = 0; i < 8; ++i) {
     SessionContext s = NewSessionContext(runner);
@@ -178,7 +168,7 @@ TEST(EngineTest, ConcurrentSessionsGenerateWhatTheyGenerateAlone) {
 TEST(EngineTest, CancelStopsWithinAStepAndKeepsTheGeneratedTokens) {
   FakeModelRunner runner(400);
   runner.step_delay_ms = 5;
-  Engine engine(&runner, &TestTokenizer(), EngineOptions());
+  Engine engine(&runner, &blockserve::testing::TestTokenizer(), EngineOptions());
   SessionContext s = NewSessionContext(runner);
   Collector c;
   Request r = Greedy(&s, {3, 4}, 100000);
@@ -202,7 +192,7 @@ TEST(EngineTest, QueueLimitsDeadlinesAndValidation) {
   EngineOptions options;
   options.max_running = 1;
   options.max_waiting = 1;
-  Engine engine(&runner, &TestTokenizer(), options);
+  Engine engine(&runner, &blockserve::testing::TestTokenizer(), options);
   SessionContext a = NewSessionContext(runner), b = NewSessionContext(runner), c = NewSessionContext(runner);
   Collector ca, cb;
   Request ra = Greedy(&a, {1}, 50);
@@ -236,7 +226,7 @@ TEST(EngineTest, QueueLimitsDeadlinesAndValidation) {
 TEST(EngineTest, ShutdownFinishesEverything) {
   FakeModelRunner runner(400);
   runner.step_delay_ms = 5;
-  auto engine = std::make_unique<Engine>(&runner, &TestTokenizer(), EngineOptions());
+  auto engine = std::make_unique<Engine>(&runner, &blockserve::testing::TestTokenizer(), EngineOptions());
   SessionContext s = NewSessionContext(runner);
   Collector c;
   Request r = Greedy(&s, {3}, 100000);

@@ -16,16 +16,6 @@ namespace {
 
 using testing::FakeModelRunner;
 
-const Tokenizer& Tok() {
-  static const Tokenizer* tok = [] {
-    auto path = blockserve::testing::SmallKjvTokenizer(400);
-    BS_CHECK(path.ok());
-    auto t = Tokenizer::Load(*path);
-    BS_CHECK(t.ok());
-    return t->release();
-  }();
-  return *tok;
-}
 
 // What one step did: tokens of each decode item and each prefill item.
 struct StepRecord {
@@ -116,7 +106,7 @@ TEST(SchedulerTest, StepBudgetsHoldAndALongPrefillInterleavesWithDecodes) {
     EngineOptions o;
     o.prefill_tokens_per_step = c.budget;
     o.prefill_tokens_with_decodes = c.with_decodes;
-    Engine engine(&runner, &Tok(), o);
+    Engine engine(&runner, &blockserve::testing::TestTokenizer(), o);
     std::vector<SessionContext> sessions;
     for (int i = 0; i < c.decoders + 1; ++i) sessions.push_back(NewSessionContext(runner));
     std::vector<std::shared_ptr<Pending>> decoders;
@@ -153,7 +143,7 @@ TEST(SchedulerTest, ShortPromptsDoNotWaitBehindALongOneAndTheLongOneIsNotStarved
   EngineOptions o;
   o.prefill_tokens_per_step = 32;
   o.prefill_tokens_with_decodes = 32;
-  Engine engine(&runner, &Tok(), o);
+  Engine engine(&runner, &blockserve::testing::TestTokenizer(), o);
   SessionContext big = NewSessionContext(runner);
   auto long_prompt = Submit(engine, &big, Tokens(4000, 2), 1);
   // A steady stream of short requests while the long prompt is prefilled.
@@ -188,7 +178,7 @@ TEST(SchedulerTest, HigherPriorityStartsFirstFcfsWithinAPriority) {
   runner.step_delay_ms = 1;
   EngineOptions o;
   o.max_running = 1;
-  Engine engine(&runner, &Tok(), o);
+  Engine engine(&runner, &blockserve::testing::TestTokenizer(), o);
   std::vector<SessionContext> s;
   for (int i = 0; i < 6; ++i) s.push_back(NewSessionContext(runner));
   auto blocker = Submit(engine, &s[0], {1}, 30);
@@ -236,7 +226,7 @@ TEST(SchedulerTest, CancellationInEveryState) {
     EngineOptions o;
     o.max_running = 1;
     o.prefill_tokens_per_step = 8;
-    Engine engine(&runner, &Tok(), o);
+    Engine engine(&runner, &blockserve::testing::TestTokenizer(), o);
     SessionContext blocker = NewSessionContext(runner), s = NewSessionContext(runner);
     std::shared_ptr<Pending> first;
     if (c.when == When::kWaiting) first = Submit(engine, &blocker, {1}, 100000);

@@ -77,16 +77,6 @@ namespace {
 
 using testing::FakeModelRunner;
 
-const Tokenizer& Tok() {
-  static const Tokenizer* tok = [] {
-    auto path = blockserve::testing::SmallKjvTokenizer(400);
-    BS_CHECK(path.ok());
-    auto t = Tokenizer::Load(*path);
-    BS_CHECK(t.ok());
-    return t->release();
-  }();
-  return *tok;
-}
 
 // Runs one request to the end; returns its generated tokens.
 std::vector<int32_t> RunOn(Engine& engine, SessionContext* ctx, RequestKind kind, std::vector<int32_t> prompt,
@@ -127,7 +117,7 @@ TEST(SessionStoreEngineTest, ForksAndRewindsContinueLikeTheOriginalFromThatPoint
   EngineOptions eo;
   eo.checkpoint_interval = 8;
   eo.prefill_tokens_per_step = 12;
-  Engine engine(&runner, &Tok(), eo);
+  Engine engine(&runner, &blockserve::testing::TestTokenizer(), eo);
   const std::string id = store.Create("")->id;
   std::vector<int32_t> context = {runner.info().bos_id};
   {
@@ -177,7 +167,7 @@ std::string TempDir(const std::string& name) { return blockserve::testing::MakeT
 
 TEST(SessionStoreEngineTest, ThirtyTwoConversationsWithRoomForFourOffloadAndStayCorrect) {
   FakeModelRunner runner(400);
-  Engine engine(&runner, &Tok(), EngineOptions());
+  Engine engine(&runner, &blockserve::testing::TestTokenizer(), EngineOptions());
   auto run_all = [&](SessionStore& store, bool check_budget, int64_t budget) {
     std::vector<std::string> ids;
     for (int s = 0; s < 32; ++s) ids.push_back(store.Create("")->id);
@@ -224,7 +214,7 @@ TEST(SessionStoreEngineTest, ThirtyTwoConversationsWithRoomForFourOffloadAndStay
 
 TEST(SessionStoreEngineTest, SessionsSurviveARestartAndCorruptFilesAreRefused) {
   FakeModelRunner runner(400);
-  Engine engine(&runner, &Tok(), EngineOptions());
+  Engine engine(&runner, &blockserve::testing::TestTokenizer(), EngineOptions());
   const std::string dir = TempDir("persist");
   SessionStoreOptions options;
   options.state_dir = dir;
@@ -286,7 +276,7 @@ TEST(SessionStoreEngineTest, SessionsSurviveARestartAndCorruptFilesAreRefused) {
 
 TEST(SessionStoreEngineTest, ExportImportMovesASessionBetweenStores) {
   FakeModelRunner runner(400);
-  Engine engine(&runner, &Tok(), EngineOptions());
+  Engine engine(&runner, &blockserve::testing::TestTokenizer(), EngineOptions());
   SessionStore a(&runner, SessionStoreOptions()), b(&runner, SessionStoreOptions());
   const std::string id = a.Create("k")->id;
   Lease lease = *a.Acquire(id, "k");

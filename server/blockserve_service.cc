@@ -65,6 +65,13 @@ class ErrorWriteReactor : public grpc::ServerWriteReactor<Response> {
   void OnDone() override { delete this; }
 };
 
+template <typename Request>
+class ErrorReadReactor : public grpc::ServerReadReactor<Request> {
+ public:
+  explicit ErrorReadReactor(const grpc::Status& status) { this->Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 // Where a request's session lives: a stored session (released when the request ends) or a
 // one-off context owned by the request.
 struct SessionLease {
@@ -632,16 +639,11 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* BlockserveService::Generate(grpc
 
 grpc::ServerReadReactor<v1::AppendRequest>* BlockserveService::Append(grpc::CallbackServerContext* context,
                                                                       v1::AppendResponse* response) {
-  class ErrorReadReactor : public grpc::ServerReadReactor<v1::AppendRequest> {
-   public:
-    explicit ErrorReadReactor(const grpc::Status& s) { Finish(s); }
-    void OnDone() override { delete this; }
-  };
   absl::StatusOr<std::string> owner = Owner(context);
   absl::StatusOr<ServingModel*> model = owner.ok() ? Model("") : owner.status();
   if (!model.ok()) {
     metrics_->Request("Append", CodeName(model.status()));
-    return new ErrorReadReactor(ToGrpc(model.status()));
+    return new ErrorReadReactor<v1::AppendRequest>(ToGrpc(model.status()));
   }
   return new AppendReactor(this, *model, *owner, Deadline(context), response);
 }
@@ -874,16 +876,11 @@ grpc::ServerWriteReactor<v1::SessionBytes>* BlockserveService::ExportSession(
 
 grpc::ServerReadReactor<v1::SessionBytes>* BlockserveService::ImportSession(grpc::CallbackServerContext* context,
                                                                             v1::Session* response) {
-  class ErrorReadReactor : public grpc::ServerReadReactor<v1::SessionBytes> {
-   public:
-    explicit ErrorReadReactor(const grpc::Status& s) { Finish(s); }
-    void OnDone() override { delete this; }
-  };
   absl::StatusOr<std::string> owner = Owner(context);
   absl::StatusOr<ServingModel*> model = owner.ok() ? Model("") : owner.status();
   if (!model.ok()) {
     metrics_->Request("ImportSession", CodeName(model.status()));
-    return new ErrorReadReactor(ToGrpc(model.status()));
+    return new ErrorReadReactor<v1::SessionBytes>(ToGrpc(model.status()));
   }
   return new ImportReactor(this, *model, *owner, response);
 }

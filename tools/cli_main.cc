@@ -24,6 +24,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -115,20 +116,13 @@ int UsageError(const std::string& message) {
   return 2;
 }
 
-const char* StatusCodeName(grpc::StatusCode code) {
-  // clang-format off
-  static constexpr const char* kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-      "UNAUTHENTICATED"};
-  // clang-format on
-  const int i = static_cast<int>(code);
-  return i >= 0 && i < static_cast<int>(std::size(kNames)) ? kNames[i] : "UNKNOWN_CODE";
+// gRPC and absl number their status codes alike.
+std::string StatusCodeName(grpc::StatusCode code) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
 }
 
 int RpcError(const char* rpc, const grpc::Status& status) {
-  std::fprintf(stderr, "blockserve-cli: %s: %s: %s\n", rpc, StatusCodeName(status.error_code()),
+  std::fprintf(stderr, "blockserve-cli: %s: %s: %s\n", rpc, StatusCodeName(status.error_code()).c_str(),
                status.error_message().c_str());
   return 1;
 }

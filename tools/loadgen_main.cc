@@ -28,6 +28,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -113,16 +114,9 @@ int UsageError(const std::string& message) {
   return 2;
 }
 
-const char* StatusCodeName(grpc::StatusCode code) {
-  // clang-format off
-  static constexpr const char* kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-      "UNAUTHENTICATED"};
-  // clang-format on
-  const int i = static_cast<int>(code);
-  return i >= 0 && i < static_cast<int>(std::size(kNames)) ? kNames[i] : "UNKNOWN_CODE";
+// gRPC and absl number their status codes alike.
+std::string StatusCodeName(grpc::StatusCode code) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
 }
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -664,7 +658,7 @@ int Run(std::vector<char*> args) {
     const grpc::Status status = stub->ListModels(&context, v1::ListModelsRequest(), &response);
     if (!status.ok()) {
       std::fprintf(stderr, "blockserve-loadgen: ListModels: %s: %s\n",
-                   StatusCodeName(status.error_code()), status.error_message().c_str());
+                   StatusCodeName(status.error_code()).c_str(), status.error_message().c_str());
       return 1;
     }
     for (const v1::ModelInfo& m : response.models()) {

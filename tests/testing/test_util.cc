@@ -12,6 +12,7 @@
 #include <sstream>
 #include <vector>
 
+#include "base/check.h"
 #include "absl/strings/str_cat.h"
 #include "base/file_io.h"
 #include "base/status.h"
@@ -90,6 +91,17 @@ absl::StatusOr<std::string> SmallKjvTokenizer(int vocab_size) {
   RETURN_IF_ERROR(TrainTokenizer(options));
   (*cache)[vocab_size] = dir + "/tok.model";
   return dir + "/tok.model";
+}
+
+const Tokenizer& TestTokenizer() {
+  static const Tokenizer* tokenizer = [] {
+    absl::StatusOr<std::string> path = SmallKjvTokenizer(400);
+    BS_CHECK_MSG(path.ok(), "cannot train the test tokenizer");
+    absl::StatusOr<std::unique_ptr<Tokenizer>> t = Tokenizer::Load(*path);
+    BS_CHECK_MSG(t.ok(), "cannot load the test tokenizer");
+    return t->release();
+  }();
+  return *tokenizer;
 }
 
 }  // namespace blockserve::testing

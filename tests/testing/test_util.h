@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "base/tokenizer.h"
 
 namespace blockserve::testing {
 
@@ -22,6 +23,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 // Trains (once per process, cached) a small byte-fallback unigram tokenizer of
 // `vocab_size` pieces on Genesis and returns the path of its .model file.
 absl::StatusOr<std::string> SmallKjvTokenizer(int vocab_size = 400);
+// That tokenizer (400 pieces), loaded once per process; CHECK-fails if it cannot be built.
+const Tokenizer& TestTokenizer();
 
 }  // namespace blockserve::testing
 
