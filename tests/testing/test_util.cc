@@ -12,8 +12,8 @@
 #include <sstream>
 #include <vector>
 
-#include "base/check.h"
 #include "absl/strings/str_cat.h"
+#include "base/check.h"
 #include "base/file_io.h"
 #include "base/status.h"
 #include "base/tokenizer.h"
