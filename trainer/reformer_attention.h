@@ -1,0 +1,48 @@
+// Reformer attention in libtorch (spec-reformer.md §1-2): angular LSH hashing with fixed
+// rotations, sorting by (bucket, position), chunked attention with causal and self masks,
+// combination of hash rounds; and local (chunked) attention.
+#ifndef BLOCKSERVE_TRAINER_REFORMER_ATTENTION_H_
+#define BLOCKSERVE_TRAINER_REFORMER_ATTENTION_H_
+
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace blockserve::trainer {
+
+// Mask values of HF's fp32 path (replacement, not subtraction).
+inline constexpr double kReformerMaskValue = -1e9;
+inline constexpr double kReformerSelfMaskValue = -1e5;
+
+// Total buckets of a bucket spec: the int, or the product of the factors (each even).
+int64_t TotalBuckets(const std::vector<int>& num_buckets);
+// Rotation columns: the int, or the sum of the factors.
+int64_t RotationSize(const std::vector<int>& num_buckets);
+
+// Buckets of every position in every round (spec §1.2).
+// qk: (B, H, L, dh) unnormalized shared query/keys; rotations: (H, dh, nh, RotationSize/2).
+// Returns int64 (B, H, nh, L) in [0, TotalBuckets): argmax over [xR; -xR] per factor, the
+// factors combined as mixed-radix digits (first factor least significant).
+torch::Tensor LshHash(const torch::Tensor& qk, const torch::Tensor& rotations, const std::vector<int>& num_buckets);
+
+struct LshAttentionResult {
+  torch::Tensor out;      // (B, H, L, dh)
+  torch::Tensor buckets;  // (B, H, nh, L), undefined when L <= chunk (plain attention)
+};
+
+// Causal LSH self-attention (spec §1.10), chunks attend to [previous chunk, own chunk] of the
+// sorted order (wrapping around), keys unit-normalized, queries raw, no 1/sqrt(dh); causal mask
+// -1e9 and self mask -1e5 by replacement; rounds combined with weights softmax(lse_r). When
+// L <= chunk: full causal attention with the same masks, no hashing (as HF).
+// qk, v: (B, H, L, dh); L must be a multiple of `chunk` when L > chunk.
+LshAttentionResult LshAttention(const torch::Tensor& qk, const torch::Tensor& v, const torch::Tensor& rotations,
+                                const std::vector<int>& num_buckets, int chunk);
+
+// Causal local attention (spec §2): keys scaled by 1/sqrt(dh), chunks of `chunk` attend to
+// [previous chunk, own chunk] (position p sees [chunk*(p/chunk - 1), p]), no self mask.
+// q, k, v: (B, H, L, dh); L a multiple of `chunk` when L > chunk.
+torch::Tensor LocalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int chunk);
+
+}  // namespace blockserve::trainer
+
+#endif  // BLOCKSERVE_TRAINER_REFORMER_ATTENTION_H_
