@@ -63,12 +63,18 @@ std::string SessionStore::NewIdLocked() const {
   return id;
 }
 
+void SessionStore::Refresh(Entry* e) {
+  if (e->context == nullptr) return;
+  e->tokens = e->context->context_tokens();
+  e->bytes = e->context->byte_size();
+}
+
 SessionInfo SessionStore::Describe(const std::string& id, const Entry& e) const {
   SessionInfo info;
   info.id = id;
   info.owner = e.owner;
-  info.tokens = e.context ? e.context->context_tokens() : e.tokens;
-  info.state_bytes = e.context ? e.context->byte_size() : 0;
+  info.tokens = e.tokens;
+  info.state_bytes = e.context ? e.bytes : 0;
   info.created = e.created;
   info.last_used = e.last_used;
   info.busy = e.busy;
@@ -107,6 +113,7 @@ absl::Status SessionStore::LoadLocked(const std::string& id, Entry* e) {
     return Annotate(ctx.status(), absl::StrCat("session '", id, "'"));
   }
   e->context = std::make_unique<SessionContext>(*std::move(ctx));
+  Refresh(e);
   return absl::OkStatus();
 }
 
@@ -146,6 +153,7 @@ absl::StatusOr<SessionInfo> SessionStore::Create(const std::string& owner) {
   entry->owner_hash = OwnerHash(owner);
   entry->created = entry->last_used = absl::Now();
   entry->version = 1;
+  Refresh(entry.get());
   std::lock_guard<std::mutex> lock(mu_);
   if (static_cast<int>(sessions_.size()) >= options_.max_sessions) {
     return absl::ResourceExhaustedError(
@@ -179,6 +187,7 @@ void SessionStore::Release(const std::string& id) {
     it->second->busy = false;
     it->second->last_used = absl::Now();
     ++it->second->version;
+    Refresh(it->second.get());
   }
   cv_.notify_all();
 }
@@ -228,6 +237,7 @@ absl::StatusOr<Lease> SessionStore::Fork(const std::string& id, const std::strin
   e->created = e->last_used = absl::Now();
   e->busy = true;
   e->version = 1;
+  Refresh(e.get());
   const std::string new_id = NewIdLocked();
   Lease lease{new_id, e->context.get(), std::move(plan.to_feed)};
   sessions_.emplace(new_id, std::move(e));
@@ -241,6 +251,7 @@ absl::StatusOr<Lease> SessionStore::Rewind(const std::string& id, const std::str
   if (e->context == nullptr) RETURN_IF_ERROR(LoadLocked(id, e));
   ASSIGN_OR_RETURN(ForkPlan plan, PlanFork(*runner_, *e->context, length));
   e->context = std::make_unique<SessionContext>(std::move(plan.context));
+  Refresh(e);
   e->busy = true;
   e->last_used = absl::Now();
   return Lease{id, e->context.get(), std::move(plan.to_feed)};
@@ -266,6 +277,7 @@ absl::StatusOr<SessionInfo> SessionStore::Import(const std::string& owner, absl:
   e->created = record.created;
   e->last_used = absl::Now();
   e->version = 1;
+  Refresh(e.get());
   std::lock_guard<std::mutex> lock(mu_);
   if (static_cast<int>(sessions_.size()) >= options_.max_sessions) {
     return absl::ResourceExhaustedError("too many sessions (--max_sessions)");
@@ -311,7 +323,7 @@ int SessionStore::Housekeep(bool write_all) {
       std::lock_guard<std::mutex> lock(mu_);
       const absl::Time now = absl::Now();
       size_t memory = 0;
-      for (const auto& [key, e] : sessions_) memory += e->context ? e->context->byte_size() : 0;
+      for (const auto& [key, e] : sessions_) memory += e->context ? e->bytes : 0;
       const bool over = options_.memory_budget_bytes > 0 && memory > static_cast<size_t>(options_.memory_budget_bytes);
       Entry* pick = nullptr;
       for (auto& [key, e] : sessions_) {
@@ -366,10 +378,7 @@ int SessionStore::Housekeep(bool write_all) {
     ++written;
     e.has_file = true;
     e.written = version;
-    if (evict && !e.busy && e.version == version) {
-      e.tokens = e.context->context_tokens();
-      e.context.reset();
-    }
+    if (evict && !e.busy && e.version == version) e.context.reset();
   }
 }
 
@@ -399,7 +408,7 @@ int SessionStore::offloaded() const {
 size_t SessionStore::memory_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   size_t bytes = 0;
-  for (const auto& [id, e] : sessions_) bytes += e->context ? e->context->byte_size() : 0;
+  for (const auto& [id, e] : sessions_) bytes += e->context ? e->bytes : 0;
   return bytes;
 }
 

@@ -105,12 +105,16 @@ class SessionStore {
     std::string owner_hash;
     absl::Time created, last_used;
     bool busy = false;
-    int64_t tokens = 0;        // while offloaded
+    // Context length and memory, refreshed whenever the store has the context to itself
+    // (creation, load, release): a busy context belongs to its request and is not read.
+    int64_t tokens = 0;
+    size_t bytes = 0;
     uint64_t version = 0;      // bumped on every release (context may have changed)
     uint64_t written = 0;      // version last written to disk (0: never)
     bool has_file = false;
   };
   SessionInfo Describe(const std::string& id, const Entry& e) const;
+  static void Refresh(Entry* e);
   absl::StatusOr<Entry*> FindLocked(const std::string& id, const std::string& owner) const;
   // Loads an offloaded entry's file (called with mu_ held).
   absl::Status LoadLocked(const std::string& id, Entry* e);

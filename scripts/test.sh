@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs dependencies, builds everything (CUDA sources too when
 # nvcc exists), runs every ctest test, then rebuilds the base, models, kernels/cpu and engine
-# unit tests with ASan+UBSan and runs them there. Exits non-zero on any failure.
+# unit tests with ASan+UBSan and runs them there, and the threaded engine tests under
+# ThreadSanitizer. Exits non-zero on any failure.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -22,4 +23,10 @@ BUILD_DIR="$root/build-asan" BUILD_TYPE=Debug CUDA=OFF bash scripts/build.sh \
            engine_engine_test engine_session_store_test engine_scheduler_test base_streaming_encoder_test
 ctest --test-dir build-asan --output-on-failure --timeout 900 -j "${JOBS:-$(nproc)}" \
   -R "^(base_|models_|kernels_cpu_|engine_)"
+echo "== ThreadSanitizer: the engine loop, scheduler, session store and thread pool"
+BUILD_DIR="$root/build-tsan" BUILD_TYPE=RelWithDebInfo CUDA=OFF bash scripts/build.sh \
+  -DBLOCKSERVE_SANITIZE=thread -DBLOCKSERVE_BUILD_TRAINER=OFF -DBLOCKSERVE_BUILD_SERVER=OFF \
+  -- engine_engine_test engine_scheduler_test engine_session_store_test base_thread_pool_test
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --test-dir build-tsan --output-on-failure \
+  --timeout 900 -j "${JOBS:-$(nproc)}" -R "^(engine_engine|engine_scheduler|engine_session_store|base_thread_pool)_test$"
 echo "== all tests passed in $(( $(date +%s) - start )) s"

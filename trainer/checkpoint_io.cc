@@ -12,20 +12,28 @@
 namespace blockserve::trainer {
 absl::Status ExportModelDir(BrtLm& model, const std::string& dir, const std::string& tokenizer_model,
                             const nlohmann::json& training) {
+  return ExportModelDir(*model, model->config(), dir, tokenizer_model, training);
+}
+
+absl::Status ExportModelDir(torch::nn::Module& model, const ModelConfig& model_config, const std::string& dir,
+                            const std::string& tokenizer_model, const nlohmann::json& training) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
-  nlohmann::json config = nlohmann::json::parse(ModelConfigToJson(model->config()));
+  nlohmann::json config = nlohmann::json::parse(ModelConfigToJson(model_config));
   if (!training.is_null()) config["training"] = training;
   RETURN_IF_ERROR(WriteStringToFileAtomically(absl::StrCat(dir, "/", kConfigFileName), config.dump(2) + "\n"));
 
   std::vector<torch::Tensor> storage;
   std::vector<std::pair<std::string, ConstTensorView>> tensors;
-  for (const auto& p : model->named_parameters()) {
-    torch::Tensor t = p.value().detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  // Parameters and buffers (the Reformer's fixed LSH rotations are buffers).
+  auto add = [&](const std::string& name, const torch::Tensor& value) {
+    torch::Tensor t = value.detach().to(torch::kCPU, torch::kFloat32).contiguous();
     storage.push_back(t);
-    tensors.emplace_back(p.key(), ConstTensorView(DType::kF32, t.sizes().vec(), t.data_ptr()));
-  }
+    tensors.emplace_back(name, ConstTensorView(DType::kF32, t.sizes().vec(), t.data_ptr()));
+  };
+  for (const auto& p : model.named_parameters()) add(p.key(), p.value());
+  for (const auto& b : model.named_buffers()) add(b.key(), b.value());
   RETURN_IF_ERROR(WriteSafetensors(absl::StrCat(dir, "/", kWeightsFileName), tensors,
                                    {{"format", "blockserve"}, {"producer", "blockserve-train"}}));
   if (!tokenizer_model.empty() && tokenizer_model != absl::StrCat(dir, "/", kTokenizerFileName)) {

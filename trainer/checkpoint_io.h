@@ -17,6 +17,11 @@ namespace blockserve::trainer {
 absl::Status ExportModelDir(BrtLm& model, const std::string& dir, const std::string& tokenizer_model,
                             const nlohmann::json& training);
 
+// The same for any model module whose parameter and buffer names are the checkpoint names of
+// `config` (docs/checkpoint-format.md), e.g. ReformerLm.
+absl::Status ExportModelDir(torch::nn::Module& model, const ModelConfig& config, const std::string& dir,
+                            const std::string& tokenizer_model, const nlohmann::json& training);
+
 // Copies every tensor of `weights` into the parameters of `model` (converting BF16/F16 to the
 // parameter dtype). The set of names and shapes must equal the model's.
 absl::Status LoadWeights(BrtLm& model, const SafetensorsFile& weights);

@@ -1,0 +1,110 @@
+// ReformerLm forward (full sequence: the trainer's and the engine prefill's reference).
+#include "trainer/reformer_model.h"
+
+#include "trainer/reformer_attention.h"
+
+namespace blockserve::trainer {
+namespace {
+
+torch::nn::Linear Linear(int64_t in, int64_t out, bool bias) {
+  torch::nn::Linear l(torch::nn::LinearOptions(in, out).bias(bias));
+  torch::NoGradGuard no_grad;
+  l->weight.normal_(0.0, 0.02);
+  if (bias) l->bias.zero_();
+  return l;
+}
+
+}  // namespace
+
+ReformerSelfAttentionImpl::ReformerSelfAttentionImpl(const ModelConfig& c, int layer)
+    : config_(c), lsh_(c.reformer.attn_layers[layer] == ReformerAttention::kLsh) {
+  const int64_t d = c.d_model, A = c.attn_dim();
+  if (lsh_) {
+    qk = register_module("qk", Linear(d, A, false));
+    // Fixed rotations per (layer, head): reproducible from the seed, stored in the checkpoint.
+    torch::Generator gen = at::detail::createCPUGenerator(c.reformer.hash_seed + 1000003ull * layer);
+    rotations = register_buffer(
+        "rotations", torch::randn({c.num_heads, c.head_dim, c.reformer.num_hashes, c.reformer.rotation_size() / 2},
+                                  gen, torch::TensorOptions().dtype(torch::kFloat32)));
+  } else {
+    q = register_module("q", Linear(d, A, false));
+    k = register_module("k", Linear(d, A, false));
+  }
+  v = register_module("v", Linear(d, A, false));
+  out = register_module("out", Linear(A, d, false));
+}
+
+torch::Tensor ReformerSelfAttentionImpl::Heads(const torch::Tensor& x) const {
+  return x.view({x.size(0), x.size(1), config_.num_heads, config_.head_dim}).transpose(1, 2);
+}
+
+torch::Tensor ReformerSelfAttentionImpl::forward(const torch::Tensor& x) {
+  torch::Tensor o;
+  if (lsh_) {
+    o = LshAttention(Heads(qk(x)), Heads(v(x)), rotations, config_.reformer.num_buckets,
+                     config_.reformer.lsh_chunk_length)
+            .out;
+  } else {
+    o = LocalAttention(Heads(q(x)), Heads(k(x)), Heads(v(x)), config_.reformer.local_chunk_length);
+  }
+  return out(o.transpose(1, 2).reshape({x.size(0), x.size(1), config_.attn_dim()}));
+}
+
+ReformerLayerImpl::ReformerLayerImpl(const ModelConfig& c, int layer) : config_(c) {
+  const int64_t d = c.d_model, F = c.ffn_dim;
+  attn_norm = register_module("attn_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(c.norm_eps)));
+  attn = register_module("attn", ReformerSelfAttention(c, layer));
+  ffn_norm = register_module("ffn_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(c.norm_eps)));
+  ffn = register_module("ffn", torch::nn::Sequential());
+  ffn->push_back("w1", Linear(d, F, true));
+  if (c.reformer.hidden_act == Activation::kGelu) {
+    ffn->push_back("act", torch::nn::GELU());
+  } else {
+    ffn->push_back("act", torch::nn::ReLU());
+  }
+  ffn->push_back("w2", Linear(F, d, true));
+}
+
+std::pair<torch::Tensor, torch::Tensor> ReformerLayerImpl::forward(const torch::Tensor& x1, const torch::Tensor& x2) {
+  const torch::Tensor y1 = x1 + attn(attn_norm(x2));
+  const torch::Tensor y2 = x2 + ffn->forward(ffn_norm(y1));
+  return {y1, y2};
+}
+
+ReformerLmImpl::ReformerLmImpl(const ModelConfig& config) : config_(config) {
+  const ReformerConfig& r = config.reformer;
+  const int64_t d = config.d_model, V = config.vocab_size;
+  embed = register_module("embed", torch::nn::Embedding(V, d));
+  {
+    torch::NoGradGuard no_grad;
+    embed->weight.normal_(0.0, 0.02);
+  }
+  auto pos = register_module("pos", std::make_shared<torch::nn::Module>());
+  auto axial = pos->register_module("axial", std::make_shared<torch::nn::Module>());
+  axial0 = axial->register_parameter("0", torch::randn({r.axial_pos_shape[0], r.axial_pos_embds_dim[0]}));
+  axial1 = axial->register_parameter("1", torch::randn({r.axial_pos_shape[1], r.axial_pos_embds_dim[1]}));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int i = 0; i < config.num_layers; ++i) layers->push_back(ReformerLayer(config, i));
+  final_norm =
+      register_module("final_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({2 * d}).eps(config.norm_eps)));
+  lm_head = register_module("lm_head", Linear(2 * d, V, true));
+}
+
+torch::Tensor ReformerLmImpl::Positions(int64_t length) const {
+  const int64_t n2 = config_.reformer.axial_pos_shape[1];
+  const torch::Tensor p = torch::arange(length, torch::kInt64);
+  // pos_emb[p] = concat(w0[p / n2], w1[p % n2]) (spec §3.5; row-major over (n1, n2)).
+  return torch::cat({axial0.index_select(0, p.div(n2, "floor")), axial1.index_select(0, p.remainder(n2))}, -1);
+}
+
+torch::Tensor ReformerLmImpl::forward(const torch::Tensor& tokens) {
+  const int64_t L = tokens.size(1);
+  TORCH_CHECK(L <= config_.reformer.max_position_embeddings, "sequence of ", L, " tokens is longer than ",
+              config_.reformer.max_position_embeddings, " positions");
+  const torch::Tensor x = embed(tokens) + Positions(L).unsqueeze(0);
+  torch::Tensor x1 = x, x2 = x;
+  for (const auto& layer : *layers) std::tie(x1, x2) = layer->as<ReformerLayer>()->forward(x1, x2);
+  return lm_head(final_norm(torch::cat({x1, x2}, -1)));
+}
+
+}  // namespace blockserve::trainer

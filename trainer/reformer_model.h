@@ -1,0 +1,70 @@
+// libtorch Reformer language model (spec-reformer.md §3): axial positions, reversible two-stream
+// layers of LSH or local attention and a feed-forward, concatenated streams, final LayerNorm, head.
+#ifndef BLOCKSERVE_TRAINER_REFORMER_MODEL_H_
+#define BLOCKSERVE_TRAINER_REFORMER_MODEL_H_
+
+#include <torch/torch.h>
+
+#include "models/model_config.h"
+
+namespace blockserve::trainer {
+
+// One layer's attention. LSH: shared `qk` and `v` projections plus fixed random `rotations`
+// (a buffer drawn from the config's hash_seed, never trained, exported with the weights);
+// local: `q`, `k`, `v`. `out` maps the heads back to d. Names are the checkpoint's.
+class ReformerSelfAttentionImpl : public torch::nn::Module {
+ public:
+  ReformerSelfAttentionImpl(const ModelConfig& c, int layer);
+  // x: (B, L, d), already normalized; returns (B, L, d).
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::nn::Linear qk{nullptr}, q{nullptr}, k{nullptr}, v{nullptr}, out{nullptr};
+  torch::Tensor rotations;  // (H, dh, num_hashes, rotation_size / 2)
+
+ private:
+  torch::Tensor Heads(const torch::Tensor& x) const;  // (B, L, H*dh) -> (B, H, L, dh)
+  ModelConfig config_;
+  bool lsh_;
+};
+TORCH_MODULE(ReformerSelfAttention);
+
+// Y1 = X1 + Attention(LayerNorm(X2)); Y2 = X2 + FFN(Y1), FFN = LayerNorm, w1 + bias, act, w2 + bias.
+class ReformerLayerImpl : public torch::nn::Module {
+ public:
+  ReformerLayerImpl(const ModelConfig& c, int layer);
+  // x1, x2: (B, L, d) -> (y1, y2).
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x1, const torch::Tensor& x2);
+
+  torch::nn::LayerNorm attn_norm{nullptr}, ffn_norm{nullptr};
+  ReformerSelfAttention attn{nullptr};
+  torch::nn::Sequential ffn{nullptr};  // w1, activation, w2 (named "w1", "act", "w2")
+
+ private:
+  ModelConfig config_;
+};
+TORCH_MODULE(ReformerLayer);
+
+class ReformerLmImpl : public torch::nn::Module {
+ public:
+  explicit ReformerLmImpl(const ModelConfig& config);
+  // tokens: (B, L) int64 from position 0; L a multiple of every chunk length it exceeds and at
+  // most max_position_embeddings. Returns logits (B, L, V).
+  torch::Tensor forward(const torch::Tensor& tokens);
+  // Axial position embeddings of positions [0, L): (L, d).
+  torch::Tensor Positions(int64_t length) const;
+  const ModelConfig& config() const { return config_; }
+
+  torch::nn::Embedding embed{nullptr};
+  torch::Tensor axial0, axial1;  // "pos.axial.0" (n1, d1), "pos.axial.1" (n2, d2)
+  torch::nn::ModuleList layers{nullptr};
+  torch::nn::LayerNorm final_norm{nullptr};  // over 2d
+  torch::nn::Linear lm_head{nullptr};        // (V, 2d) with bias
+
+ private:
+  ModelConfig config_;
+};
+TORCH_MODULE(ReformerLm);
+
+}  // namespace blockserve::trainer
+
+#endif  // BLOCKSERVE_TRAINER_REFORMER_MODEL_H_
