@@ -14,6 +14,48 @@ torch::nn::Linear Linear(int64_t in, int64_t out, bool bias) {
   return l;
 }
 
+// The layers as one autograd node (see ReformerLmImpl::forward). Parameter gradients are
+// accumulated into the layers' parameters during the backward's recomputation.
+struct ReversibleLayers : public torch::autograd::Function<ReversibleLayers> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, torch::Tensor x1,
+                                                torch::Tensor x2, torch::nn::ModuleList layers) {
+    torch::NoGradGuard no_grad;
+    for (const auto& layer : *layers) std::tie(x1, x2) = layer->as<ReformerLayerImpl>()->forward(x1, x2);
+    // The model owns the layers and outlives its backward pass.
+    ctx->saved_data["layers"] = reinterpret_cast<int64_t>(layers.ptr().get());
+    ctx->save_for_backward({x1, x2});
+    return {x1, x2};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    torch::Tensor y1 = saved[0].detach(), y2 = saved[1].detach();
+    torch::Tensor dy1 = grads[0], dy2 = grads[1];
+    auto* layers = reinterpret_cast<torch::nn::ModuleListImpl*>(ctx->saved_data["layers"].toInt());
+    for (int64_t i = static_cast<int64_t>(layers->size()) - 1; i >= 0; --i) {
+      auto* layer = (*layers)[i]->as<ReformerLayerImpl>();
+      torch::AutoGradMode enable(true);
+      // Y2 = X2 + FFN(Y1): gradients of the FFN's parameters and of Y1 through it.
+      const torch::Tensor y1_leaf = y1.detach().requires_grad_(true);
+      const torch::Tensor g = layer->ffn->forward(layer->ffn_norm(y1_leaf));
+      torch::autograd::backward({g}, {dy2});
+      const torch::Tensor x2 = (y2 - g).detach();
+      const torch::Tensor dy1_total = dy1 + y1_leaf.grad();
+      // Y1 = X1 + Attn(LN(X2)).
+      const torch::Tensor x2_leaf = x2.detach().requires_grad_(true);
+      const torch::Tensor f = layer->attn(layer->attn_norm(x2_leaf));
+      torch::autograd::backward({f}, {dy1_total});
+      const torch::Tensor x1 = (y1 - f).detach();
+      dy2 = dy2 + x2_leaf.grad();
+      dy1 = dy1_total;
+      y1 = x1;
+      y2 = x2;
+    }
+    return {dy1, dy2, torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 ReformerSelfAttentionImpl::ReformerSelfAttentionImpl(const ModelConfig& c, int layer)
@@ -97,13 +139,19 @@ torch::Tensor ReformerLmImpl::Positions(int64_t length) const {
   return torch::cat({axial0.index_select(0, p.div(n2, "floor")), axial1.index_select(0, p.remainder(n2))}, -1);
 }
 
-torch::Tensor ReformerLmImpl::forward(const torch::Tensor& tokens) {
+torch::Tensor ReformerLmImpl::forward(const torch::Tensor& tokens, bool reversible) {
   const int64_t L = tokens.size(1);
   TORCH_CHECK(L <= config_.reformer.max_position_embeddings, "sequence of ", L, " tokens is longer than ",
               config_.reformer.max_position_embeddings, " positions");
   const torch::Tensor x = embed(tokens) + Positions(L).unsqueeze(0);
   torch::Tensor x1 = x, x2 = x;
-  for (const auto& layer : *layers) std::tie(x1, x2) = layer->as<ReformerLayer>()->forward(x1, x2);
+  if (reversible && torch::GradMode::is_enabled()) {
+    const auto outs = ReversibleLayers::apply(x1, x2, layers);
+    x1 = outs[0];
+    x2 = outs[1];
+  } else {
+    for (const auto& layer : *layers) std::tie(x1, x2) = layer->as<ReformerLayer>()->forward(x1, x2);
+  }
   return lm_head(final_norm(torch::cat({x1, x2}, -1)));
 }
 

@@ -48,8 +48,11 @@ class ReformerLmImpl : public torch::nn::Module {
  public:
   explicit ReformerLmImpl(const ModelConfig& config);
   // tokens: (B, L) int64 from position 0; L a multiple of every chunk length it exceeds and at
-  // most max_position_embeddings. Returns logits (B, L, V).
-  torch::Tensor forward(const torch::Tensor& tokens);
+  // most max_position_embeddings. Returns logits (B, L, V). With `reversible`, the layers run
+  // as one autograd node that keeps only their final outputs and, in the backward pass,
+  // reconstructs each layer's inputs from its outputs (X2 = Y2 - FFN(Y1), X1 = Y1 - Attn(X2))
+  // and recomputes it: activation memory independent of the number of layers (RevNet).
+  torch::Tensor forward(const torch::Tensor& tokens, bool reversible = false);
   // Axial position embeddings of positions [0, L): (L, d).
   torch::Tensor Positions(int64_t length) const;
   const ModelConfig& config() const { return config_; }

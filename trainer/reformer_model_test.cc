@@ -101,6 +101,32 @@ TEST(ReformerModelTest, LocalLayersAreCausalAndLshLayersRun) {
   EXPECT_TRUE(torch::allclose(m.narrow(1, 0, 1), mixed->forward(changed).narrow(1, 0, 1), 1e-6, 1e-6));
 }
 
+TEST(ReformerModelTest, TheReversibleBackwardGivesTheOrdinaryGradients) {
+  torch::manual_seed(3);
+  ReformerLm model(TinyReformer({ReformerAttention::kLocal, ReformerAttention::kLsh, ReformerAttention::kLocal}));
+  model->to(torch::kFloat64);
+  const torch::Tensor tokens = torch::randint(0, 50, {2, 32}, torch::kInt64);
+  auto grads = [&](bool reversible) {
+    model->zero_grad();
+    model->forward(tokens, reversible).pow(2).mean().backward();
+    std::map<std::string, torch::Tensor> g;
+    for (const auto& p : model->named_parameters()) g[p.key()] = p.value().grad().clone();
+    return g;
+  };
+  const auto plain = grads(false), rev = grads(true);
+  ASSERT_EQ(plain.size(), rev.size());
+  int nonzero = 0;
+  for (const auto& [name, g] : plain) {
+    EXPECT_TRUE(torch::allclose(rev.at(name), g, 1e-7, 1e-9)) << name << ": max diff "
+                                                               << (rev.at(name) - g).abs().max().item<double>();
+    nonzero += g.abs().sum().item<double>() > 0 ? 1 : 0;
+  }
+  EXPECT_GT(nonzero, static_cast<int>(plain.size()) - 2);
+  // The forward values are the same too.
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::allclose(model->forward(tokens, true), model->forward(tokens, false)));
+}
+
 TEST(ReformerModelTest, ItLearnsARepeatedSequence) {
   torch::manual_seed(2);
   ReformerLm model(TinyReformer({ReformerAttention::kLocal, ReformerAttention::kLsh}));
