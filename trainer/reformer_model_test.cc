@@ -5,9 +5,11 @@
 
 #include <cstring>
 #include <filesystem>
+#include <atomic>
 #include <map>
 #include <set>
 
+#include "c10/core/CPUAllocator.h"
 #include "gtest/gtest.h"
 #include "models/checkpoint_layout.h"
 #include "models/model_dir.h"
@@ -125,6 +127,64 @@ TEST(ReformerModelTest, TheReversibleBackwardGivesTheOrdinaryGradients) {
   // The forward values are the same too.
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(torch::allclose(model->forward(tokens, true), model->forward(tokens, false)));
+}
+
+// Counts the bytes the CPU allocator holds (current and peak) while installed.
+class CountingAllocator final : public c10::Allocator {
+ public:
+  explicit CountingAllocator(c10::Allocator* inner) : inner_(inner) {}
+  c10::DataPtr allocate(size_t n) const override {
+    auto* holder = new Holder{inner_->allocate(n), n, this};
+    const int64_t now = current_.fetch_add(static_cast<int64_t>(n)) + static_cast<int64_t>(n);
+    int64_t peak = peak_.load();
+    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+    }
+    return {holder->inner.get(), holder, &Delete, c10::Device(c10::DeviceType::CPU)};
+  }
+  void ResetPeak() { peak_.store(current_.load()); }
+  int64_t peak() const { return peak_.load(); }
+  int64_t current() const { return current_.load(); }
+
+ private:
+  struct Holder {
+    c10::DataPtr inner;
+    size_t n;
+    const CountingAllocator* owner;
+  };
+  static void Delete(void* ctx) {
+    auto* h = static_cast<Holder*>(ctx);
+    h->owner->current_.fetch_sub(static_cast<int64_t>(h->n));
+    delete h;
+  }
+  c10::Allocator* inner_;
+  mutable std::atomic<int64_t> current_{0}, peak_{0};
+};
+
+TEST(ReformerModelTest, ReversibleActivationMemoryDoesNotGrowWithTheNumberOfLayers) {
+  static CountingAllocator* counting = new CountingAllocator(c10::GetCPUAllocator());  // lives forever
+  c10::SetCPUAllocator(counting, /*priority=*/10);
+  torch::set_num_threads(1);
+  // Peak bytes above the model and its gradients during forward + backward, per layer count.
+  auto peak = [&](int num_layers, bool reversible) {
+    std::vector<ReformerAttention> layers(num_layers, ReformerAttention::kLocal);
+    torch::manual_seed(5);
+    ModelConfig c = TinyReformer(layers);
+    ReformerLm model(c);
+    const torch::Tensor tokens = torch::randint(0, 50, {8, 64}, torch::kInt64);
+    model->forward(tokens, reversible).pow(2).mean().backward();  // gradients allocated once
+    const int64_t base = counting->current();
+    counting->ResetPeak();
+    model->forward(tokens, reversible).pow(2).mean().backward();
+    return counting->peak() - base;
+  };
+  const int64_t plain2 = peak(2, false), plain8 = peak(8, false);
+  const int64_t rev2 = peak(2, true), rev8 = peak(8, true);
+  std::printf("peak activation bytes, 2 -> 8 layers: ordinary %lld -> %lld, reversible %lld -> %lld\n",
+              static_cast<long long>(plain2), static_cast<long long>(plain8), static_cast<long long>(rev2),
+              static_cast<long long>(rev8));
+  EXPECT_GT(plain8, plain2 * 2);            // the ordinary backward keeps every layer's activations
+  EXPECT_LT(rev8, rev2 + (rev2 / 4));       // the reversible one does not grow with the layers
+  EXPECT_LT(rev8 * 2, plain8);
 }
 
 TEST(ReformerModelTest, ItLearnsARepeatedSequence) {
