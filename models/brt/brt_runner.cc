@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -86,6 +85,9 @@ struct BrtRunner::Scratch {
   // Block-end update: (S, d) and (S, H), (S, 2H), (S, F) buffers.
   std::vector<float> cn, qs, qs2, a, y, g1, g2, c1, rh;
   std::vector<int32_t> ids;
+  std::vector<BrtSequenceState*> states;  // decode: one per item
+  std::vector<size_t> rows;               // decode: items that want logits
+  std::vector<const void*> seen;          // Execute: states of the step, to find repeats
 };
 
 BrtRunner::~BrtRunner() = default;
@@ -165,16 +167,19 @@ absl::StatusOr<std::unique_ptr<SequenceState>> BrtRunner::DeserializeState(absl:
 }
 
 absl::Status BrtRunner::Execute(absl::Span<const StepItem> items) {
-  std::set<const SequenceState*> seen;
+  // A step holds a few dozen items: a linear scan finds repeated states without allocating.
+  std::vector<const void*>& seen = scratch_->seen;
+  seen.clear();
   for (size_t i = 0; i < items.size(); ++i) {
     const StepItem& item = items[i];
     const auto* state = dynamic_cast<const BrtSequenceState*>(item.state);
     if (state == nullptr || state->owner() != this) {
       return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": the state was not made by this runner"));
     }
-    if (!seen.insert(state).second) {
+    if (std::find(seen.begin(), seen.end(), state) != seen.end()) {
       return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": the same state appears twice in one step"));
     }
+    seen.push_back(state);
     if (item.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": no tokens"));
     for (size_t t = 0; t < item.tokens.size(); ++t) {
       if (item.tokens[t] < 0 || item.tokens[t] >= config_.vocab_size) {
@@ -218,15 +223,15 @@ void BrtRunner::MatVec(const WeightMatrix& w, const float* x, size_t batch, floa
   });
 }
 
-void BrtRunner::Logits(const float* x, size_t rows, float* out) {
+void BrtRunner::Logits(const float* x, size_t rows, float* out, bool decode) {
   const size_t d = config_.d_model, V = config_.vocab_size;
   Scratch& s = *scratch_;
-  Resize(s.tmp, rows * d);
-  cpu::RmsNorm(x, weights_->final_norm(), rows, d, config_.norm_eps, s.tmp.data());
-  if (rows == 1 || weights_->dtype() == WeightDType::kBF16) {
-    MatVec(weights_->embed(), s.tmp.data(), rows, out);
+  Resize(s.xn, rows * d);
+  cpu::RmsNorm(x, weights_->final_norm(), rows, d, config_.norm_eps, s.xn.data());
+  if (decode || rows == 1 || weights_->dtype() == WeightDType::kBF16) {
+    MatVec(weights_->embed(), s.xn.data(), rows, out);
   } else {
-    Gemm(weights_->embed(), s.tmp.data(), rows, out);
+    Gemm(weights_->embed(), s.xn.data(), rows, out);
   }
   cpu::Scale(out, rows * V, weights_->logit_scale());
 }
@@ -322,9 +327,9 @@ void BrtRunner::ForwardChunk(BrtSequenceState* state, const int32_t* tokens, int
   state->set_position(p0 + m);
   if (logits != nullptr) {
     if (all_rows) {
-      Logits(s.x.data(), m, logits);
+      Logits(s.x.data(), m, logits, /*decode=*/false);
     } else {
-      Logits(s.x.data() + (m - 1) * d, 1, logits);
+      Logits(s.x.data() + (m - 1) * d, 1, logits, /*decode=*/false);
     }
   }
 }
@@ -345,7 +350,8 @@ void BrtRunner::DecodeBatch(const std::vector<const StepItem*>& items) {
   Resize(s.tmp, B * d);
   Resize(s.hidden, B * F);
   s.ids.resize(B);
-  std::vector<BrtSequenceState*> states(B);
+  std::vector<BrtSequenceState*>& states = s.states;
+  states.resize(B);
   for (size_t b = 0; b < B; ++b) {
     states[b] = static_cast<BrtSequenceState*>(items[b]->state);
     s.ids[b] = items[b]->tokens[0];
@@ -397,22 +403,25 @@ void BrtRunner::DecodeBatch(const std::vector<const StepItem*>& items) {
     }
   }
   for (BrtSequenceState* st : states) st->set_position(st->position() + 1);
-  // Logits of the rows that want them, computed together.
-  std::vector<size_t> rows;
+  // Logits of the rows that want them, computed together (the decode product: a row's logits
+  // do not depend on the batch). Rows are compacted only when some want none.
+  s.rows.clear();
   for (size_t b = 0; b < B; ++b) {
-    if (items[b]->logits != StepItem::Logits::kNone) rows.push_back(b);
+    if (items[b]->logits != StepItem::Logits::kNone) s.rows.push_back(b);
   }
-  if (rows.empty()) return;
-  std::vector<float> x(rows.size() * d);
-  for (size_t r = 0; r < rows.size(); ++r) std::memcpy(&x[r * d], &s.x[rows[r] * d], d * sizeof(float));
-  Resize(s.logits, rows.size() * V);
-  // The decode product for every row count: a row's logits do not depend on the batch.
-  Resize(s.tmp, rows.size() * d);
-  cpu::RmsNorm(x.data(), weights_->final_norm(), rows.size(), d, c.norm_eps, s.tmp.data());
-  MatVec(weights_->embed(), s.tmp.data(), rows.size(), s.logits.data());
-  cpu::Scale(s.logits.data(), rows.size() * V, weights_->logit_scale());
-  for (size_t r = 0; r < rows.size(); ++r) {
-    std::memcpy(items[rows[r]]->logits_out, &s.logits[r * V], V * sizeof(float));
+  if (s.rows.empty()) return;
+  const float* x = s.x.data();
+  if (s.rows.size() < B) {
+    Resize(s.hidden, s.rows.size() * d);  // free after the last layer
+    for (size_t r = 0; r < s.rows.size(); ++r) {
+      std::memcpy(&s.hidden[r * d], &s.x[s.rows[r] * d], d * sizeof(float));
+    }
+    x = s.hidden.data();
+  }
+  Resize(s.logits, s.rows.size() * V);
+  Logits(x, s.rows.size(), s.logits.data(), /*decode=*/true);
+  for (size_t r = 0; r < s.rows.size(); ++r) {
+    std::memcpy(items[s.rows[r]]->logits_out, &s.logits[r * V], V * sizeof(float));
   }
 }
 

@@ -66,7 +66,9 @@ class BrtRunner final : public engine::ModelRunner {
   void Gemm(const WeightMatrix& w, const float* x, size_t m, float* y);
   // y (batch, rows) = x @ W^T with the weight rows split over the pool.
   void MatVec(const WeightMatrix& w, const float* x, size_t batch, float* y);
-  void Logits(const float* x, size_t rows, float* out);
+  // out (rows, V) = final norm, tied head, 1/divisor. `decode`: always the batched GEMV, whose
+  // rows do not depend on the batch (prefill may use BLAS for many rows).
+  void Logits(const float* x, size_t rows, float* out, bool decode);
 
   ModelConfig config_;
   std::unique_ptr<BrtWeights> weights_;
