@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/fnv.h"
 #include "base/safetensors.h"
 #include "base/status.h"
 #include "base/tensor.h"
@@ -19,24 +20,18 @@ namespace {
 constexpr char kFormat[] = "blockserve.session";
 constexpr char kVersion[] = "1";
 
-uint64_t Fnv(uint64_t h, const void* data, size_t n) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-
 // Over the metadata (sorted, without "checksum") and the tensors (sorted by name).
 std::string Checksum(const std::map<std::string, std::string>& meta,
                      const std::map<std::string, std::pair<const void*, size_t>>& tensors) {
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = kFnvOffset;
   for (const auto& [k, v] : meta) {
     if (k == "checksum") continue;
-    h = Fnv(h, k.data(), k.size() + 1);
-    h = Fnv(h, v.data(), v.size() + 1);
+    h = Fnv1a(h, k.data(), k.size() + 1);
+    h = Fnv1a(h, v.data(), v.size() + 1);
   }
   for (const auto& [name, data] : tensors) {
-    h = Fnv(h, name.data(), name.size() + 1);
-    h = Fnv(h, data.first, data.second);
+    h = Fnv1a(h, name.data(), name.size() + 1);
+    h = Fnv1a(h, data.first, data.second);
   }
   return absl::StrFormat("%016x", h);
 }
@@ -92,7 +87,7 @@ int64_t MetaInt(std::map<std::string, std::string>& meta, const std::string& key
 
 std::string OwnerHash(const std::string& owner) {
   const std::string salted = "blockserve-owner:" + owner;
-  return absl::StrFormat("%016x", Fnv(1469598103934665603ull, salted.data(), salted.size()));
+  return absl::StrFormat("%016x", Fnv1a(kFnvOffset, salted.data(), salted.size()));
 }
 
 absl::StatusOr<std::string> SerializeSession(const ModelRunner& runner, const SessionContext& ctx,

@@ -20,12 +20,13 @@ torch::Tensor Mask(torch::Tensor dots, const torch::Tensor& q_pos, const torch::
   return dots;
 }
 
+
+}  // namespace
+
 torch::Tensor NormalizeKeys(const torch::Tensor& x) {
   const int64_t dh = x.size(-1);
   return x * torch::rsqrt(x.square().mean(-1, /*keepdim=*/true) + 1e-6) / std::sqrt(static_cast<double>(dh));
 }
-
-}  // namespace
 
 int64_t TotalBuckets(const std::vector<int>& num_buckets) {
   int64_t n = 1;

@@ -14,6 +14,10 @@ namespace blockserve::trainer {
 inline constexpr double kReformerMaskValue = -1e9;
 inline constexpr double kReformerSelfMaskValue = -1e5;
 
+// LSH keys: x scaled to unit length per vector (last axis), as x * rsqrt(mean(x^2) + 1e-6) /
+// sqrt(dh) (spec §1.1; TRAX and HF).
+torch::Tensor NormalizeKeys(const torch::Tensor& x);
+
 // Total buckets of a bucket spec: the int, or the product of the factors (each even).
 int64_t TotalBuckets(const std::vector<int>& num_buckets);
 // Rotation columns: the int, or the sum of the factors.

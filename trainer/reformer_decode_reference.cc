@@ -9,10 +9,6 @@
 namespace blockserve::trainer {
 namespace {
 
-torch::Tensor Normalize(const torch::Tensor& x) {  // over the last axis, as the LSH keys
-  return x * torch::rsqrt(x.square().mean(-1, true) + 1e-6) / std::sqrt(static_cast<double>(x.size(-1)));
-}
-
 // (1, L, H*dh) -> (L, H, dh)
 torch::Tensor Heads(const torch::Tensor& x, const ModelConfig& c) {
   return x.view({x.size(1), c.num_heads, c.head_dim});
@@ -38,7 +34,7 @@ torch::Tensor ReformerDecodeReference::Prefill(const std::vector<int64_t>& token
     LayerCache& lc = cache_[i];
     if (c.reformer.attn_layers[i] == ReformerAttention::kLsh) {
       const torch::Tensor qk = Heads(attn->qk(h), c), v = Heads(attn->v(h), c);  // (L, H, dh)
-      const torch::Tensor khat = Normalize(qk);
+      const torch::Tensor khat = NormalizeKeys(qk);
       // The buckets the full forward uses (LshHash over (1, H, L, dh) -> (1, H, nh, L)).
       const torch::Tensor b = LshHash(qk.transpose(0, 1).unsqueeze(0), attn->rotations.to(qk.dtype()),
                                       c.reformer.num_buckets)[0];
@@ -80,7 +76,7 @@ torch::Tensor ReformerDecodeReference::Step(int64_t token, bool* coincides) {
     if (r.attn_layers[i] == ReformerAttention::kLsh) {
       const torch::Tensor q = Heads(attn->qk(h), c)[0];  // (H, dh)
       const torch::Tensor v = Heads(attn->v(h), c)[0];
-      const torch::Tensor khat = Normalize(q);
+      const torch::Tensor khat = NormalizeKeys(q);
       const torch::Tensor b = LshHash(q.view({1, H, 1, dh}), attn->rotations.to(q.dtype()), r.num_buckets)[0]
                                   .select(2, 0);  // (H, nh)
       lc.khat.push_back(khat);

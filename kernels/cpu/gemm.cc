@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/check.h"
+#include "base/tensor.h"
 
 namespace blockserve::cpu {
 namespace {
@@ -58,10 +59,7 @@ void GemmBF16(const float* x, size_t m, size_t in, const uint16_t* w, size_t out
     const size_t n = std::min(kBF16BlockRows, row_end - o0);
     const uint16_t* src = w + o0 * in;
     float* dst = scratch.data();
-    for (size_t i = 0; i < n * in; ++i) {
-      const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
-      std::memcpy(&dst[i], &bits, sizeof(float));
-    }
+    for (size_t i = 0; i < n * in; ++i) dst[i] = BF16ToFloat(src[i]);
     SgemmNT(x, m, in, dst, n, y + o0, out);
   }
 }

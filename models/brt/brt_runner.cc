@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
+#include "base/fnv.h"
 #include "base/status.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/elementwise.h"
@@ -25,11 +26,8 @@ int64_t Mod(int64_t a, int64_t n) { return ((a % n) + n) % n; }
 
 // FNV-1a over the config and, per tensor, its name, shape and first bytes.
 std::string Fingerprint(const ModelConfig& config, const SafetensorsFile& file) {
-  uint64_t hash = 1469598103934665603ull;
-  auto mix = [&hash](const void* data, size_t n) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    for (size_t i = 0; i < n; ++i) hash = (hash ^ p[i]) * 1099511628211ull;
-  };
+  uint64_t hash = kFnvOffset;
+  auto mix = [&hash](const void* data, size_t n) { hash = Fnv1a(hash, data, n); };
   const std::string json = ModelConfigToJson(config);
   mix(json.data(), json.size());
   for (const std::string& name : file.names()) {
