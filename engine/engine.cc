@@ -246,8 +246,7 @@ void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active, StepStats* sta
   const int V = runner_->info().vocab_size;
   const int64_t block = std::max(1, runner_->info().block_size);
   const auto step_start = Clock::now();
-  // Decode items first (every decoding sequence, one token), then prefill chunks in arrival
-  // order while the budget lasts; a chunk ends at a block boundary unless it is the last.
+  // Decode items first (every decoding sequence, one token), then prefill chunks (below).
   std::vector<StepItem> items;
   std::vector<Sequence*> owners;
   std::vector<int32_t> decode_tokens(active.size());
@@ -347,6 +346,10 @@ void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active, StepStats* sta
   for (size_t k = 0; k < items.size(); ++k) {
     Sequence& seq = *owners[k];
     const StepItem& item = items[k];
+    if (seq.req.kind != RequestKind::kScore) {  // a score runs on a copy: the session is unchanged
+      seq.req.session->RecordFed(item.tokens);
+      seq.req.session->MaybeCheckpoint(*runner_);
+    }
     if (!seq.decoding) {
       const size_t n = item.tokens.size();
       if (seq.req.kind == RequestKind::kScore) {
@@ -354,25 +357,14 @@ void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active, StepStats* sta
         for (size_t r = 0; r < n; ++r) {
           const size_t target = seq.fed + r + 1;
           if (target < seq.prompt_offset || target >= seq.feed.size()) continue;
-          const float* row = &seq.logits[r * V];
-          double mx = row[0];
-          for (int i = 1; i < V; ++i) mx = std::max<double>(mx, row[i]);
-          double sum = 0;
-          for (int i = 0; i < V; ++i) sum += std::exp(row[i] - mx);
-          seq.nats += mx + std::log(sum) - row[seq.feed[target]];
+          const absl::Span<const float> row(&seq.logits[r * V], V);
+          seq.nats += LogSumExp(row) - row[seq.feed[target]];
           ++seq.scored;
         }
-      }
-      if (seq.req.kind != RequestKind::kScore) {
-        seq.req.session->RecordFed(item.tokens);
-        seq.req.session->MaybeCheckpoint(*runner_);
       }
       seq.fed += n;
       if (seq.fed < seq.feed_limit || seq.req.kind != RequestKind::kGenerate) continue;
       seq.decoding = true;  // the prompt is in: sample the first token below
-    } else {
-      seq.req.session->RecordFed(item.tokens);
-      seq.req.session->MaybeCheckpoint(*runner_);
     }
     // Generate: sample from the logits of the last fed token.
     const SampledToken sampled = seq.sampler->Sample(absl::MakeSpan(seq.logits));

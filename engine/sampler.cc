@@ -14,7 +14,9 @@ absl::Status Bad(absl::string_view field, absl::string_view range, double value)
   return absl::InvalidArgumentError(absl::StrCat(field, " must be ", range, ", got ", value));
 }
 
-// log-softmax normalizer: log(sum(exp(x))).
+
+}  // namespace
+
 double LogSumExp(absl::Span<const float> x) {
   float m = -std::numeric_limits<float>::infinity();
   for (float v : x) m = std::max(m, v);
@@ -23,8 +25,6 @@ double LogSumExp(absl::Span<const float> x) {
   for (float v : x) s += std::exp(static_cast<double>(v) - m);
   return m + std::log(s);
 }
-
-}  // namespace
 
 absl::Status ValidateSamplingParams(const SamplingParams& p) {
   if (!(p.temperature >= 0 && p.temperature <= 100)) return Bad("temperature", "in [0, 100]", p.temperature);

@@ -30,6 +30,9 @@ struct SamplingParams {
 // Checks every field's range; errors name the field and the allowed range.
 absl::Status ValidateSamplingParams(const SamplingParams& params);
 
+// The log-softmax normalizer log(sum(exp(x))), in double: log p(t) = x[t] - LogSumExp(x).
+double LogSumExp(absl::Span<const float> x);
+
 struct SampledToken {
   int32_t token = -1;
   float logprob = 0.0f;                            // log p(token) under the model's distribution

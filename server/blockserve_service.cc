@@ -19,9 +19,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-constexpr int kMaxTopLogprobs = 20;
-constexpr int kMaxStopStrings = 16;
-constexpr int kMaxStopStringBytes = 256;
+// The API's bound on max_new_tokens (the engine's own is wider).
+constexpr int kMaxNewTokens = 1 << 20;
 
 std::string CodeName(const absl::Status& s) { return absl::StatusCodeToString(s.code()); }
 
@@ -471,71 +470,45 @@ grpc::Status ToGrpc(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
+// The engine validates the parameters (ValidateSamplingParams, ValidateStopParams); the API adds
+// its own bounds and the message prefix that names the request field.
+absl::Status Prefixed(absl::string_view prefix, const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
+}
+
 absl::Status SamplingFromProto(const v1::SamplingParams& in, bool logprobs, int top_logprobs, int vocab_size,
                                engine::SamplingParams* out) {
-  auto bad = [](absl::string_view field, absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
-  };
-  if (in.has_temperature()) {
-    if (!(in.temperature() >= 0 && in.temperature() <= 100)) return bad("sampling.temperature", "must be in [0, 100]");
-    out->temperature = in.temperature();
-  }
-  if (in.top_k() < 0 || in.top_k() > vocab_size) {
-    return bad("sampling.top_k", absl::StrCat("must be in [0, ", vocab_size, "]"));
+  if (in.has_temperature()) out->temperature = in.temperature();
+  if (in.top_k() > vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.top_k must be in [0, ", vocab_size, "]"));
   }
   out->top_k = in.top_k();
-  if (in.has_top_p()) {
-    if (!(in.top_p() > 0 && in.top_p() <= 1)) return bad("sampling.top_p", "must be in (0, 1]");
-    out->top_p = in.top_p();
-  }
-  if (!(in.min_p() >= 0 && in.min_p() <= 1)) return bad("sampling.min_p", "must be in [0, 1]");
+  if (in.has_top_p()) out->top_p = in.top_p();
   out->min_p = in.min_p();
-  if (in.has_repetition_penalty()) {
-    if (!(in.repetition_penalty() > 0 && in.repetition_penalty() <= 10)) {
-      return bad("sampling.repetition_penalty", "must be in (0, 10]");
-    }
-    out->repetition_penalty = in.repetition_penalty();
-  }
-  if (!(std::fabs(in.presence_penalty()) <= 10)) return bad("sampling.presence_penalty", "must be in [-10, 10]");
-  if (!(std::fabs(in.frequency_penalty()) <= 10)) return bad("sampling.frequency_penalty", "must be in [-10, 10]");
+  if (in.has_repetition_penalty()) out->repetition_penalty = in.repetition_penalty();
   out->presence_penalty = in.presence_penalty();
   out->frequency_penalty = in.frequency_penalty();
   if (in.has_seed()) {
     out->seed = in.seed();
     out->has_seed = true;
   }
-  if (top_logprobs < 0 || top_logprobs > kMaxTopLogprobs) {
-    return bad("top_logprobs", absl::StrCat("must be in [0, ", kMaxTopLogprobs, "]"));
-  }
-  if (top_logprobs > 0 && !logprobs) return bad("top_logprobs", "needs logprobs = true");
+  RETURN_IF_ERROR(Prefixed("sampling.", engine::ValidateSamplingParams(*out)));
+  // top_logprobs is a field of the request itself.
+  if (top_logprobs > 0 && !logprobs) return absl::InvalidArgumentError("top_logprobs needs logprobs = true");
   out->top_logprobs = top_logprobs;
   return engine::ValidateSamplingParams(*out);
 }
 
 absl::Status StopFromProto(const v1::StopParams& in, int vocab_size, engine::StopParams* out) {
   if (in.max_new_tokens() != 0) out->max_new_tokens = in.max_new_tokens();
-  if (out->max_new_tokens < 1 || out->max_new_tokens > (1 << 20)) {
-    return absl::InvalidArgumentError("stop.max_new_tokens: must be in [1, 1048576]");
+  if (out->max_new_tokens > kMaxNewTokens) {
+    return absl::InvalidArgumentError(absl::StrCat("stop.max_new_tokens must be in [1, ", kMaxNewTokens, "]"));
   }
   out->ignore_eos = in.ignore_eos();
-  for (int32_t id : in.stop_token_ids()) {
-    if (id < 0 || id >= vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("stop.stop_token_ids: ", id, " is outside the vocabulary [0, ", vocab_size, ")"));
-    }
-    out->stop_token_ids.push_back(id);
-  }
-  if (in.stop_size() > kMaxStopStrings) {
-    return absl::InvalidArgumentError(absl::StrCat("stop.stop: at most ", kMaxStopStrings, " stop strings"));
-  }
-  for (const std::string& s : in.stop()) {
-    if (s.empty() || s.size() > kMaxStopStringBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("stop.stop: each stop string must be 1 to ", kMaxStopStringBytes, " bytes"));
-    }
-    out->stop_strings.push_back(s);
-  }
-  return engine::ValidateStopParams(*out, vocab_size);
+  out->stop_token_ids.assign(in.stop_token_ids().begin(), in.stop_token_ids().end());
+  out->stop_strings.assign(in.stop().begin(), in.stop().end());
+  return Prefixed("stop.", engine::ValidateStopParams(*out, vocab_size));
 }
 
 BlockserveService::BlockserveService(const ServiceOptions& options, Metrics* metrics)

@@ -14,6 +14,7 @@
 #include "base/status.h"
 #include "base/tokenizer.h"
 #include "engine/api/model_runner.h"
+#include "engine/sampler.h"
 #include "models/model_dir.h"
 #include "models/model_runner_factory.h"
 
@@ -49,12 +50,8 @@ absl::Status EvaluateDocument(engine::ModelRunner& runner, const std::vector<int
     item.logits_out = logits.data();
     RETURN_IF_ERROR(runner.Execute({&item, 1}));
     for (int64_t r = 0; r < n; ++r) {
-      const float* row = &logits[r * V];
-      double mx = row[0];
-      for (int i = 1; i < V; ++i) mx = std::max<double>(mx, row[i]);
-      double sum = 0;
-      for (int i = 0; i < V; ++i) sum += std::exp(row[i] - mx);
-      totals->nats += mx + std::log(sum) - row[doc[begin + r + 1]];
+      const absl::Span<const float> row(&logits[r * V], V);
+      totals->nats += engine::LogSumExp(row) - row[doc[begin + r + 1]];
       if (++totals->tokens == max_tokens) return absl::OkStatus();
     }
   }
