@@ -122,7 +122,6 @@ class Engine {
   // Cancels everything queued or running, delivers their final outputs, joins the thread.
   void Shutdown();
 
-  const ModelRunner& runner() const { return *runner_; }
 
  private:
   struct Sequence;

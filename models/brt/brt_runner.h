@@ -44,8 +44,6 @@ class BrtRunner final : public engine::ModelRunner {
   absl::StatusOr<std::unique_ptr<engine::SequenceState>> DeserializeState(absl::string_view bytes) const override;
 
   const BrtWeights& weights() const { return *weights_; }
-  // Identifies the model (config and weights) in state snapshots.
-  const std::string& fingerprint() const { return fingerprint_; }
 
  private:
   struct Scratch;
