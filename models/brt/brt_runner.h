@@ -73,7 +73,7 @@ class BrtRunner final : public engine::ModelRunner {
   BrtStateLayout layout_;
   std::vector<float> fresh_state_;  // the document-start state (initial C and its K/V)
   engine::ModelInfo info_;
-  std::string fingerprint_;
+  std::string fingerprint_;  // the model (config and weights) in state snapshots
   std::unique_ptr<ThreadPool> pool_;  // null when running on one thread
   std::unique_ptr<Scratch> scratch_;
 };
