@@ -1,7 +1,9 @@
 // Reformer LSH and local attention (libtorch): hashing, sorting, chunk windows, masks, rounds.
 #include "trainer/reformer_attention.h"
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 
 namespace blockserve::trainer {
 namespace {
@@ -55,11 +57,14 @@ torch::Tensor LshHash(const torch::Tensor& qk, const torch::Tensor& rotations, c
 }
 
 LshAttentionResult LshAttention(const torch::Tensor& qk, const torch::Tensor& v, const torch::Tensor& rotations,
-                                const std::vector<int>& num_buckets, int chunk) {
+                                const std::vector<int>& num_buckets, int chunk, int64_t valid_length) {
   const int64_t B = qk.size(0), H = qk.size(1), L = qk.size(2), dh = qk.size(3);
+  if (valid_length < 0) valid_length = L;
+  TORCH_CHECK(valid_length <= L, "LSH attention: valid length ", valid_length, " exceeds ", L);
   LshAttentionResult result;
   const torch::Tensor positions = torch::arange(L, torch::kInt64);
-  if (L <= chunk) {
+  if (valid_length <= chunk) {
+    // Pads (if any) come after every real position: the causal mask hides them.
     torch::Tensor dots = torch::matmul(qk, NormalizeKeys(qk).transpose(-1, -2));
     dots = Mask(dots, positions, positions, /*self_mask=*/true);
     result.out = torch::matmul(torch::softmax(dots, -1), v);
@@ -68,8 +73,10 @@ LshAttentionResult LshAttention(const torch::Tensor& qk, const torch::Tensor& v,
   TORCH_CHECK(L % chunk == 0, "LSH attention: length ", L, " is not a multiple of the chunk ", chunk);
   const int64_t nh = rotations.size(2), NB = TotalBuckets(num_buckets), n = nh * L, nc = n / chunk;
   result.buckets = LshHash(qk, rotations, num_buckets);
-  // Sort by (bucket + round offset, position): one sequence of nh * L slots, round-major.
-  const torch::Tensor round_offset = (torch::arange(nh, torch::kInt64) * NB).view({1, 1, nh, 1});
+  if (valid_length < L) result.buckets.narrow(-1, valid_length, L - valid_length).fill_(NB);
+  // Sort by (bucket + round offset, position): one sequence of nh * L slots, round-major; a
+  // round has NB + 1 buckets (the last one for pads).
+  const torch::Tensor round_offset = (torch::arange(nh, torch::kInt64) * (NB + 1)).view({1, 1, nh, 1});
   const torch::Tensor flat = (result.buckets + round_offset).view({B, H, n});
   const torch::Tensor ticker = torch::arange(n, torch::kInt64);
   const torch::Tensor key = flat * L + (ticker % L);
@@ -116,6 +123,18 @@ torch::Tensor LocalAttention(const torch::Tensor& q, const torch::Tensor& k, con
   torch::Tensor dots = torch::matmul(Q, K.transpose(-1, -2));
   dots = Mask(dots, qpos, kpos, /*self_mask=*/false);
   return torch::matmul(torch::softmax(dots, -1), V).view({B, H, L, dh});
+}
+
+int64_t ReformerPaddedLength(const ModelConfig& config, int64_t length) {
+  const ReformerConfig& r = config.reformer;
+  int64_t lcm = 1, smallest = 0;
+  auto use = [&](int64_t chunk) {
+    lcm = std::lcm(lcm, chunk);
+    smallest = smallest == 0 ? chunk : std::min(smallest, chunk);
+  };
+  for (ReformerAttention a : r.attn_layers) use(a == ReformerAttention::kLsh ? r.lsh_chunk_length : r.local_chunk_length);
+  if (smallest == 0 || length <= smallest) return length;
+  return (length + lcm - 1) / lcm * lcm;
 }
 
 }  // namespace blockserve::trainer

@@ -8,6 +8,8 @@
 
 #include <vector>
 
+#include "models/model_config.h"
+
 namespace blockserve::trainer {
 
 // Mask values of HF's fp32 path (replacement, not subtraction).
@@ -37,15 +39,25 @@ struct LshAttentionResult {
 // Causal LSH self-attention (spec §1.10), chunks attend to [previous chunk, own chunk] of the
 // sorted order (wrapping around), keys unit-normalized, queries raw, no 1/sqrt(dh); causal mask
 // -1e9 and self mask -1e5 by replacement; rounds combined with weights softmax(lse_r). When
-// L <= chunk: full causal attention with the same masks, no hashing (as HF).
-// qk, v: (B, H, L, dh); L must be a multiple of `chunk` when L > chunk.
+// the real length is at most `chunk`: full causal attention with the same masks, no hashing
+// (as HF).
+// qk, v: (B, H, L, dh). The first `valid_length` positions are real (-1: all L); the rest are
+// right padding: each pad gets the pad bucket TotalBuckets(num_buckets) in every round, so it
+// sorts after every real token of its round, and is masked as a key by causality. L must be a
+// multiple of `chunk` when valid_length > chunk. The returned buckets hold the pad bucket at pads.
 LshAttentionResult LshAttention(const torch::Tensor& qk, const torch::Tensor& v, const torch::Tensor& rotations,
-                                const std::vector<int>& num_buckets, int chunk);
+                                const std::vector<int>& num_buckets, int chunk, int64_t valid_length = -1);
 
 // Causal local attention (spec §2): keys scaled by 1/sqrt(dh), chunks of `chunk` attend to
 // [previous chunk, own chunk] (position p sees [chunk*(p/chunk - 1), p]), no self mask.
-// q, k, v: (B, H, L, dh); L a multiple of `chunk` when L > chunk.
+// q, k, v: (B, H, L, dh); L a multiple of `chunk` when L > chunk. Right padding needs no
+// treatment: a real position never sees a later one.
 torch::Tensor LocalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int chunk);
+
+// The length a forward pass over `length` real tokens runs at (docs/reformer-decoding.md,
+// "Prefill"): with m the lcm of the chunk lengths in use (LSH and/or local), `length` rounded
+// up to a multiple of m when it exceeds the smallest chunk length; otherwise `length`.
+int64_t ReformerPaddedLength(const ModelConfig& config, int64_t length);
 
 }  // namespace blockserve::trainer
 

@@ -64,14 +64,20 @@ int64_t RefBucket(const std::vector<double>& x, const torch::Tensor& R /* (dh, n
 
 // Direct LSH attention for one (b, h): every position's output as a softmax over the union of
 // its windows in all rounds (duplicates once per round), with the masks of spec §1.5.
-Mat RefLsh(const Mat& qk, const Mat& v, const torch::Tensor& R, const std::vector<int>& factors, int chunk) {
+// Positions from `valid` on (-1: none) are pads, in bucket NB of every round.
+Mat RefLsh(const Mat& qk, const Mat& v, const torch::Tensor& R, const std::vector<int>& factors, int chunk,
+           int valid = -1) {
   const int L = static_cast<int>(qk.size()), nh = static_cast<int>(R.size(1));
+  if (valid < 0) valid = L;
   int64_t NB = 1;
   for (int f : factors) NB *= f;
-  // Sorted order: (bucket + r*NB, position), round-major.
+  // Sorted order: (bucket + r*(NB+1), position), round-major.
   std::vector<std::pair<int64_t, int>> slots;  // (sort key, position)
   for (int r = 0; r < nh; ++r) {
-    for (int t = 0; t < L; ++t) slots.push_back({(RefBucket(qk[t], R, r, factors) + r * NB) * L + t, t});
+    for (int t = 0; t < L; ++t) {
+      const int64_t bucket = t < valid ? RefBucket(qk[t], R, r, factors) : NB;
+      slots.push_back({(bucket + r * (NB + 1)) * L + t, t});
+    }
   }
   std::vector<int> order(slots.size());
   std::iota(order.begin(), order.end(), 0);
@@ -183,6 +189,50 @@ TEST(ReformerAttentionTest, LshAttentionEqualsOneSoftmaxOverTheRoundsWindows) {
     // Position 0 sees only itself (every other key is in the future): its output is v[0].
     EXPECT_TRUE(torch::allclose(got.out.select(2, 0), v.select(2, 0), 1e-9, 1e-9));
   }
+}
+
+// Right padding: pads take the pad bucket (sorted after every real token of a round) and are
+// masked as keys; real outputs follow the direct definition with those slots in place.
+TEST(ReformerAttentionTest, PaddedLshAttentionSortsPadsLastInEveryRound) {
+  torch::manual_seed(5);
+  const int64_t H = 2, dh = 4, P = 16, chunk = 4;
+  const std::vector<int> factors = {4};
+  for (int valid : {5, 9, 13, 15}) {
+    const torch::Tensor qk = torch::randn({1, H, P, dh}, torch::kFloat64);
+    const torch::Tensor v = torch::randn({1, H, P, dh}, torch::kFloat64);
+    const torch::Tensor R = torch::randn({H, dh, 2, 2}, torch::kFloat64);
+    const LshAttentionResult got = LshAttention(qk, v, R, factors, chunk, valid);
+    EXPECT_TRUE((got.buckets.narrow(-1, valid, P - valid) == TotalBuckets(factors)).all().item<bool>());
+    for (int h = 0; h < H; ++h) {
+      const Mat want = RefLsh(ToMat(qk, 0, h), ToMat(v, 0, h), R[h], factors, chunk, valid);
+      const Mat g = ToMat(got.out, 0, h);
+      for (int i = 0; i < valid; ++i) {
+        for (int d = 0; d < dh; ++d) ASSERT_NEAR(g[i][d], want[i][d], 1e-9) << "valid " << valid << " pos " << i;
+      }
+    }
+    // The real outputs do not depend on the pads' contents.
+    const torch::Tensor qk2 = qk.clone(), v2 = v.clone();
+    qk2.narrow(2, valid, P - valid).normal_();
+    v2.narrow(2, valid, P - valid).normal_();
+    const torch::Tensor out2 = LshAttention(qk2, v2, R, factors, chunk, valid).out;
+    EXPECT_TRUE(torch::allclose(out2.narrow(2, 0, valid), got.out.narrow(2, 0, valid), 1e-12, 1e-12));
+  }
+}
+
+TEST(ReformerAttentionTest, PaddedLengthIsAMultipleOfTheChunkLcm) {
+  ModelConfig c;
+  c.family = ModelFamily::kReformer;
+  c.reformer.lsh_chunk_length = 6;
+  c.reformer.local_chunk_length = 4;
+  c.reformer.attn_layers = {ReformerAttention::kLsh, ReformerAttention::kLocal};
+  EXPECT_EQ(ReformerPaddedLength(c, 3), 3);    // within the smallest chunk: no padding
+  EXPECT_EQ(ReformerPaddedLength(c, 4), 4);
+  EXPECT_EQ(ReformerPaddedLength(c, 5), 12);   // lcm(6, 4) = 12
+  EXPECT_EQ(ReformerPaddedLength(c, 12), 12);
+  EXPECT_EQ(ReformerPaddedLength(c, 13), 24);
+  c.reformer.attn_layers = {ReformerAttention::kLsh, ReformerAttention::kLsh};
+  EXPECT_EQ(ReformerPaddedLength(c, 5), 5);    // only the LSH chunk (6) is in use
+  EXPECT_EQ(ReformerPaddedLength(c, 7), 12);
 }
 
 TEST(ReformerAttentionTest, LocalAttentionSeesThePreviousAndOwnChunkCausally) {

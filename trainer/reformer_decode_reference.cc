@@ -24,8 +24,13 @@ torch::Tensor ReformerDecodeReference::Prefill(const std::vector<int64_t>& token
   torch::NoGradGuard no_grad;
   const ModelConfig& c = model_->config();
   const int64_t L = static_cast<int64_t>(tokens.size());
-  const torch::Tensor ids = torch::tensor(tokens, torch::kInt64).view({1, L});
-  const torch::Tensor x = model_->embed(ids) + model_->Positions(L).unsqueeze(0).to(model_->embed->weight.dtype());
+  // The full forward's own padding (ReformerLmImpl::forward); only real tokens are cached.
+  const int64_t P = ReformerPaddedLength(c, L);
+  std::vector<int64_t> padded = tokens;
+  padded.resize(P, c.pad_id);
+  const int64_t valid = P == L ? -1 : L;
+  const torch::Tensor ids = torch::tensor(padded, torch::kInt64).view({1, P});
+  const torch::Tensor x = model_->embed(ids) + model_->Positions(P).unsqueeze(0).to(model_->embed->weight.dtype());
   torch::Tensor x1 = x, x2 = x;
   for (int i = 0; i < c.num_layers; ++i) {
     auto* layer = model_->layers[i]->as<ReformerLayer>();
@@ -33,9 +38,9 @@ torch::Tensor ReformerDecodeReference::Prefill(const std::vector<int64_t>& token
     const torch::Tensor h = layer->attn_norm(x2);
     LayerCache& lc = cache_[i];
     if (c.reformer.attn_layers[i] == ReformerAttention::kLsh) {
-      const torch::Tensor qk = Heads(attn->qk(h), c), v = Heads(attn->v(h), c);  // (L, H, dh)
+      const torch::Tensor qk = Heads(attn->qk(h), c), v = Heads(attn->v(h), c);  // (P, H, dh)
       const torch::Tensor khat = NormalizeKeys(qk);
-      // The buckets the full forward uses (LshHash over (1, H, L, dh) -> (1, H, nh, L)).
+      // The buckets the full forward uses (LshHash over (1, H, P, dh) -> (1, H, nh, P)).
       const torch::Tensor b = LshHash(qk.transpose(0, 1).unsqueeze(0), attn->rotations.to(qk.dtype()),
                                       c.reformer.num_buckets)[0];
       for (int64_t t = 0; t < L; ++t) {
@@ -51,10 +56,10 @@ torch::Tensor ReformerDecodeReference::Prefill(const std::vector<int64_t>& token
         lc.v.push_back(v[t]);
       }
     }
-    std::tie(x1, x2) = layer->forward(x1, x2);
+    std::tie(x1, x2) = layer->forward(x1, x2, valid);
   }
   length_ = L;
-  return model_->lm_head(model_->final_norm(torch::cat({x1, x2}, -1)))[0];
+  return model_->lm_head(model_->final_norm(torch::cat({x1, x2}, -1)))[0].narrow(0, 0, L);
 }
 
 torch::Tensor ReformerDecodeReference::Step(int64_t token, bool* coincides) {

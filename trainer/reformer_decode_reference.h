@@ -17,8 +17,8 @@ class ReformerDecodeReference {
   explicit ReformerDecodeReference(ReformerLm model);
 
   // The first prompt (from position 0) through the full forward; caches every token's keys,
-  // values and buckets as that forward computed them. Its length must be at most one chunk or
-  // a multiple of the chunk lengths. Returns logits (L, V).
+  // values and buckets as that forward computed them (right-padded as the forward pads; only
+  // the real tokens are cached). Returns logits (L, V).
   torch::Tensor Prefill(const std::vector<int64_t>& tokens);
 
   // One more token, computed once against the cache (the cached-step definition). Returns its

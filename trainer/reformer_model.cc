@@ -18,9 +18,12 @@ torch::nn::Linear Linear(int64_t in, int64_t out, bool bias) {
 // accumulated into the layers' parameters during the backward's recomputation.
 struct ReversibleLayers : public torch::autograd::Function<ReversibleLayers> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, torch::Tensor x1,
-                                                torch::Tensor x2, torch::nn::ModuleList layers) {
+                                                torch::Tensor x2, torch::nn::ModuleList layers, int64_t valid_length) {
     torch::NoGradGuard no_grad;
-    for (const auto& layer : *layers) std::tie(x1, x2) = layer->as<ReformerLayerImpl>()->forward(x1, x2);
+    for (const auto& layer : *layers) {
+      std::tie(x1, x2) = layer->as<ReformerLayerImpl>()->forward(x1, x2, valid_length);
+    }
+    ctx->saved_data["valid_length"] = valid_length;
     // The model owns the layers and outlives its backward pass.
     ctx->saved_data["layers"] = reinterpret_cast<int64_t>(layers.ptr().get());
     ctx->save_for_backward({x1, x2});
@@ -33,6 +36,7 @@ struct ReversibleLayers : public torch::autograd::Function<ReversibleLayers> {
     torch::Tensor y1 = saved[0].detach(), y2 = saved[1].detach();
     torch::Tensor dy1 = grads[0], dy2 = grads[1];
     auto* layers = reinterpret_cast<torch::nn::ModuleListImpl*>(ctx->saved_data["layers"].toInt());
+    const int64_t valid_length = ctx->saved_data["valid_length"].toInt();
     for (int64_t i = static_cast<int64_t>(layers->size()) - 1; i >= 0; --i) {
       auto* layer = (*layers)[i]->as<ReformerLayerImpl>();
       torch::AutoGradMode enable(true);
@@ -44,7 +48,7 @@ struct ReversibleLayers : public torch::autograd::Function<ReversibleLayers> {
       const torch::Tensor dy1_total = dy1 + y1_leaf.grad();
       // Y1 = X1 + Attn(LN(X2)).
       const torch::Tensor x2_leaf = x2.detach().requires_grad_(true);
-      const torch::Tensor f = layer->attn(layer->attn_norm(x2_leaf));
+      const torch::Tensor f = layer->attn(layer->attn_norm(x2_leaf), valid_length);
       torch::autograd::backward({f}, {dy1_total});
       const torch::Tensor x1 = (y1 - f).detach();
       dy2 = dy2 + x2_leaf.grad();
@@ -52,7 +56,7 @@ struct ReversibleLayers : public torch::autograd::Function<ReversibleLayers> {
       y1 = x1;
       y2 = x2;
     }
-    return {dy1, dy2, torch::Tensor()};
+    return {dy1, dy2, torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -80,11 +84,11 @@ torch::Tensor ReformerSelfAttentionImpl::Heads(const torch::Tensor& x) const {
   return x.view({x.size(0), x.size(1), config_.num_heads, config_.head_dim}).transpose(1, 2);
 }
 
-torch::Tensor ReformerSelfAttentionImpl::forward(const torch::Tensor& x) {
+torch::Tensor ReformerSelfAttentionImpl::forward(const torch::Tensor& x, int64_t valid_length) {
   torch::Tensor o;
   if (lsh_) {
     o = LshAttention(Heads(qk(x)), Heads(v(x)), rotations, config_.reformer.num_buckets,
-                     config_.reformer.lsh_chunk_length)
+                     config_.reformer.lsh_chunk_length, valid_length)
             .out;
   } else {
     o = LocalAttention(Heads(q(x)), Heads(k(x)), Heads(v(x)), config_.reformer.local_chunk_length);
@@ -107,8 +111,9 @@ ReformerLayerImpl::ReformerLayerImpl(const ModelConfig& c, int layer) : config_(
   ffn->push_back("w2", Linear(F, d, true));
 }
 
-std::pair<torch::Tensor, torch::Tensor> ReformerLayerImpl::forward(const torch::Tensor& x1, const torch::Tensor& x2) {
-  const torch::Tensor y1 = x1 + attn(attn_norm(x2));
+std::pair<torch::Tensor, torch::Tensor> ReformerLayerImpl::forward(const torch::Tensor& x1, const torch::Tensor& x2,
+                                                                   int64_t valid_length) {
+  const torch::Tensor y1 = x1 + attn(attn_norm(x2), valid_length);
   const torch::Tensor y2 = x2 + ffn->forward(ffn_norm(y1));
   return {y1, y2};
 }
@@ -134,7 +139,8 @@ ReformerLmImpl::ReformerLmImpl(const ModelConfig& config) : config_(config) {
 
 torch::Tensor ReformerLmImpl::Positions(int64_t length) const {
   const int64_t n2 = config_.reformer.axial_pos_shape[1];
-  const torch::Tensor p = torch::arange(length, torch::kInt64);
+  // Positions past the table (only pads reach them) reuse the last row.
+  const torch::Tensor p = torch::arange(length, torch::kInt64).clamp_max(config_.reformer.max_position_embeddings - 1);
   // pos_emb[p] = concat(w0[p / n2], w1[p % n2]) (spec §3.5; row-major over (n1, n2)).
   return torch::cat({axial0.index_select(0, p.div(n2, "floor")), axial1.index_select(0, p.remainder(n2))}, -1);
 }
@@ -143,16 +149,22 @@ torch::Tensor ReformerLmImpl::forward(const torch::Tensor& tokens, bool reversib
   const int64_t L = tokens.size(1);
   TORCH_CHECK(L <= config_.reformer.max_position_embeddings, "sequence of ", L, " tokens is longer than ",
               config_.reformer.max_position_embeddings, " positions");
-  const torch::Tensor x = embed(tokens) + Positions(L).unsqueeze(0);
+  const int64_t P = ReformerPaddedLength(config_, L);
+  const torch::Tensor padded =
+      P == L ? tokens
+             : torch::cat({tokens, torch::full({tokens.size(0), P - L}, config_.pad_id, tokens.options())}, 1);
+  const int64_t valid = P == L ? -1 : L;
+  const torch::Tensor x = embed(padded) + Positions(P).unsqueeze(0);
   torch::Tensor x1 = x, x2 = x;
   if (reversible && torch::GradMode::is_enabled()) {
-    const auto outs = ReversibleLayers::apply(x1, x2, layers);
+    const auto outs = ReversibleLayers::apply(x1, x2, layers, valid);
     x1 = outs[0];
     x2 = outs[1];
   } else {
-    for (const auto& layer : *layers) std::tie(x1, x2) = layer->as<ReformerLayer>()->forward(x1, x2);
+    for (const auto& layer : *layers) std::tie(x1, x2) = layer->as<ReformerLayer>()->forward(x1, x2, valid);
   }
-  return lm_head(final_norm(torch::cat({x1, x2}, -1)));
+  const torch::Tensor logits = lm_head(final_norm(torch::cat({x1, x2}, -1)));
+  return P == L ? logits : logits.narrow(1, 0, L);
 }
 
 }  // namespace blockserve::trainer

@@ -15,8 +15,9 @@ namespace blockserve::trainer {
 class ReformerSelfAttentionImpl : public torch::nn::Module {
  public:
   ReformerSelfAttentionImpl(const ModelConfig& c, int layer);
-  // x: (B, L, d), already normalized; returns (B, L, d).
-  torch::Tensor forward(const torch::Tensor& x);
+  // x: (B, L, d), already normalized; returns (B, L, d). Positions from `valid_length` on
+  // (-1: none) are right padding (see LshAttention).
+  torch::Tensor forward(const torch::Tensor& x, int64_t valid_length = -1);
 
   torch::nn::Linear qk{nullptr}, q{nullptr}, k{nullptr}, v{nullptr}, out{nullptr};
   torch::Tensor rotations;  // (H, dh, num_hashes, rotation_size / 2)
@@ -32,8 +33,9 @@ TORCH_MODULE(ReformerSelfAttention);
 class ReformerLayerImpl : public torch::nn::Module {
  public:
   ReformerLayerImpl(const ModelConfig& c, int layer);
-  // x1, x2: (B, L, d) -> (y1, y2).
-  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x1, const torch::Tensor& x2);
+  // x1, x2: (B, L, d) -> (y1, y2); positions from `valid_length` on (-1: none) are padding.
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x1, const torch::Tensor& x2,
+                                                  int64_t valid_length = -1);
 
   torch::nn::LayerNorm attn_norm{nullptr}, ffn_norm{nullptr};
   ReformerSelfAttention attn{nullptr};
@@ -47,8 +49,9 @@ TORCH_MODULE(ReformerLayer);
 class ReformerLmImpl : public torch::nn::Module {
  public:
   explicit ReformerLmImpl(const ModelConfig& config);
-  // tokens: (B, L) int64 from position 0; L a multiple of every chunk length it exceeds and at
-  // most max_position_embeddings. Returns logits (B, L, V). With `reversible`, the layers run
+  // tokens: (B, L) int64 from position 0, L at most max_position_embeddings. Returns logits
+  // (B, L, V). Internally the sequence runs right-padded to ReformerPaddedLength(L) (pads:
+  // pad_id tokens, the pad bucket in LSH layers, never seen by a real position). With `reversible`, the layers run
   // as one autograd node that keeps only their final outputs and, in the backward pass,
   // reconstructs each layer's inputs from its outputs (X2 = Y2 - FFN(Y1), X1 = Y1 - Attn(X2))
   // and recomputes it: activation memory independent of the number of layers (RevNet).

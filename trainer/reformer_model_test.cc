@@ -103,6 +103,31 @@ TEST(ReformerModelTest, LocalLayersAreCausalAndLshLayersRun) {
   EXPECT_TRUE(torch::allclose(m.narrow(1, 0, 1), mixed->forward(changed).narrow(1, 0, 1), 1e-6, 1e-6));
 }
 
+TEST(ReformerModelTest, PaddedForwardsKeepTheRealPositions) {
+  torch::manual_seed(2);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor tokens = torch::randint(0, 50, {1, 32}, torch::kInt64);
+  // Local layers: a padded prefix equals the prefix of the whole-chunk forward.
+  ReformerLm local(TinyReformer({ReformerAttention::kLocal, ReformerAttention::kLocal}));
+  local->eval();
+  const torch::Tensor whole = local->forward(tokens);
+  for (int64_t L : {5, 11, 13, 27}) {
+    EXPECT_TRUE(torch::allclose(local->forward(tokens.narrow(1, 0, L)), whole.narrow(1, 0, L), 1e-5, 1e-6)) << L;
+  }
+  // With LSH the pads shift chunk boundaries but never feed a real position: changing the pad
+  // id changes nothing.
+  ModelConfig c = TinyReformer({ReformerAttention::kLsh, ReformerAttention::kLocal});
+  torch::manual_seed(4);
+  ReformerLm lsh(c);
+  lsh->eval();
+  const torch::Tensor a = lsh->forward(tokens.narrow(1, 0, 27));
+  c.pad_id = 9;
+  torch::manual_seed(4);  // the same weights
+  ReformerLm lsh9(c);
+  lsh9->eval();
+  EXPECT_TRUE(torch::allclose(a, lsh9->forward(tokens.narrow(1, 0, 27)), 1e-6, 1e-6));
+}
+
 TEST(ReformerModelTest, TheReversibleBackwardGivesTheOrdinaryGradients) {
   torch::manual_seed(3);
   ReformerLm model(TinyReformer({ReformerAttention::kLocal, ReformerAttention::kLsh, ReformerAttention::kLocal}));
