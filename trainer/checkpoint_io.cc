@@ -45,10 +45,17 @@ absl::Status ExportModelDir(torch::nn::Module& model, const ModelConfig& model_c
 }
 
 absl::Status LoadWeights(BrtLm& model, const SafetensorsFile& weights) {
-  RETURN_IF_ERROR(Annotate(ValidateWeights(model->config(), weights), weights.display_name()));
+  return LoadWeights(*model, model->config(), weights);
+}
+
+absl::Status LoadWeights(torch::nn::Module& model, const ModelConfig& config, const SafetensorsFile& weights) {
+  RETURN_IF_ERROR(Annotate(ValidateWeights(config, weights), weights.display_name()));
   torch::NoGradGuard no_grad;
-  for (auto& p : model->named_parameters()) {
-    ASSIGN_OR_RETURN(ConstTensorView view, weights.Get(p.key()));
+  std::vector<std::pair<std::string, torch::Tensor>> targets;
+  for (auto& p : model.named_parameters()) targets.emplace_back(p.key(), p.value());
+  for (auto& b : model.named_buffers()) targets.emplace_back(b.key(), b.value());
+  for (auto& p : targets) {
+    ASSIGN_OR_RETURN(ConstTensorView view, weights.Get(p.first));
     torch::Tensor src;
     switch (view.dtype) {
       case DType::kF32:
@@ -61,9 +68,9 @@ absl::Status LoadWeights(BrtLm& model, const SafetensorsFile& weights) {
         src = torch::from_blob(const_cast<void*>(view.data), view.shape, torch::kFloat16);
         break;
       default:
-        return absl::InvalidArgumentError(absl::StrCat("tensor '", p.key(), "': unsupported dtype"));
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", p.first, "': unsupported dtype"));
     }
-    p.value().copy_(src);
+    p.second.copy_(src);
   }
   return absl::OkStatus();
 }
@@ -76,6 +83,17 @@ absl::StatusOr<BrtLm> LoadBrtLm(const std::string& dir) {
   }
   BrtLm model(opened.config);
   RETURN_IF_ERROR(LoadWeights(model, *opened.weights));
+  return model;
+}
+
+absl::StatusOr<ReformerLm> LoadReformerLm(const std::string& dir) {
+  ASSIGN_OR_RETURN(ModelDir opened, OpenModelDir(dir, /*load_tokenizer=*/false));
+  if (opened.config.family != ModelFamily::kReformer) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, " holds a \"", FamilyName(opened.config.family),
+                                                   "\" model, not \"reformer\""));
+  }
+  ReformerLm model(opened.config);
+  RETURN_IF_ERROR(LoadWeights(*model, opened.config, *opened.weights));
   return model;
 }
 

@@ -8,6 +8,7 @@
 #include "base/safetensors.h"
 #include "nlohmann/json.hpp"
 #include "trainer/brt_model.h"
+#include "trainer/reformer_model.h"
 
 namespace blockserve::trainer {
 
@@ -25,6 +26,13 @@ absl::Status ExportModelDir(torch::nn::Module& model, const ModelConfig& config,
 // Copies every tensor of `weights` into the parameters of `model` (converting BF16/F16 to the
 // parameter dtype). The set of names and shapes must equal the model's.
 absl::Status LoadWeights(BrtLm& model, const SafetensorsFile& weights);
+
+// The same for any model module whose parameter and buffer names are the checkpoint names of
+// `config` (ReformerLm): parameters and buffers (the LSH rotations) are loaded.
+absl::Status LoadWeights(torch::nn::Module& model, const ModelConfig& config, const SafetensorsFile& weights);
+
+// Builds a ReformerLm from a model directory.
+absl::StatusOr<ReformerLm> LoadReformerLm(const std::string& dir);
 
 // Builds a BrtLm from a model directory (config.json + model.safetensors).
 absl::StatusOr<BrtLm> LoadBrtLm(const std::string& dir);

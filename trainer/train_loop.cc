@@ -1,4 +1,4 @@
-// RunTraining: the document-sequential BRT training loop with eval, checkpoints, resume and DDP.
+// RunTraining: the document-sequential training loop (BRT, Reformer) with eval, checkpoints, resume and DDP.
 #include "trainer/train_loop.h"
 
 #include <ATen/autocast_mode.h>
@@ -76,6 +76,7 @@ json RunFingerprint(const TrainOptions& o) {
   return {{"corpus", o.corpus},         {"max_corpus_bytes", o.max_corpus_bytes},
           {"heldout_fraction", o.heldout_fraction}, {"batch_size", o.batch_size},
           {"seed", o.seed},             {"world_size", o.world_size},
+          {"segment_length", SegmentLength(o)},
           {"model", json::parse(ModelConfigToJson(o.model))}};
 }
 
@@ -93,13 +94,21 @@ class Trainer {
   EvalResult Evaluate(int64_t max_tokens);
   void AppendMetrics(const json& row);
   bool leader() const { return comm_->rank() == 0; }
+  bool reformer() const { return o_.model.family == ModelFamily::kReformer; }
+  torch::nn::Module& module() {
+    if (reformer()) return **reformer_;
+    return **model_;
+  }
+  // Training-mode logits of one batch (BRT: carrying cache_ across segments).
+  torch::Tensor Forward(const torch::Tensor& inputs, const torch::Tensor& start);
 
   TrainOptions o_;
   std::unique_ptr<Communicator> comm_;
   std::string tokenizer_path_;
   std::vector<std::vector<int32_t>> train_docs_, heldout_docs_;
   int64_t train_tokens_ = 0;
-  std::optional<BrtLm> model_;
+  std::optional<BrtLm> model_;          // family brt
+  std::optional<ReformerLm> reformer_;  // family reformer
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::optional<SegmentStream> stream_;
   BrtCache cache_;
@@ -138,16 +147,20 @@ absl::Status Trainer::PrepareData() {
   }
   const int local = o_.batch_size / o_.world_size;
   ASSIGN_OR_RETURN(stream_, SegmentStream::Create(&train_docs_, o_.batch_size, comm_->rank() * local, local,
-                                                  o_.model.brt.segment_length, o_.seed, /*loop=*/true));
+                                                  SegmentLength(o_), o_.seed, /*loop=*/true));
   return absl::OkStatus();
 }
 
 absl::Status Trainer::BuildModel() {
   RETURN_IF_ERROR(ValidateModelConfig(o_.model));
   torch::manual_seed(o_.seed);  // identical initial weights on every rank
-  model_.emplace(o_.model);
+  if (reformer()) {
+    reformer_.emplace(o_.model);
+  } else {
+    model_.emplace(o_.model);
+  }
   std::vector<torch::Tensor> decay, no_decay;
-  for (const auto& p : (*model_)->named_parameters()) {
+  for (const auto& p : module().named_parameters()) {
     (p.value().dim() >= 2 && p.key() != "embed.weight" ? decay : no_decay).push_back(p.value());
   }
   std::vector<torch::optim::OptimizerParamGroup> groups;
@@ -162,7 +175,13 @@ absl::Status Trainer::BuildModel() {
 
 EvalResult Trainer::Evaluate(int64_t max_tokens) {
   const int batch = static_cast<int>(std::max<size_t>(1, std::min<size_t>(8, heldout_docs_.size())));
+  if (reformer()) return EvaluateBitsPerToken(*reformer_, heldout_docs_, SegmentLength(o_), max_tokens);
   return EvaluateBitsPerToken(*model_, heldout_docs_, o_.model.brt.segment_length, batch, max_tokens);
+}
+
+torch::Tensor Trainer::Forward(const torch::Tensor& inputs, const torch::Tensor& start) {
+  if (reformer()) return (*reformer_)->forward(inputs, o_.reversible);  // each row from position 0
+  return (*model_)->forward(inputs, start, &cache_);
 }
 
 void Trainer::AppendMetrics(const json& row) {
@@ -192,7 +211,7 @@ absl::Status Trainer::SaveState(int step) {
   torch::save(cache, rank_prefix + ".cache.pt");
   RETURN_IF_ERROR(comm_->Barrier());
   if (leader()) {
-    RETURN_IF_ERROR(ExportModelDir(*model_, tmp, "", json()));
+    RETURN_IF_ERROR(ExportModelDir(module(), o_.model, tmp, "", json()));
     torch::save(*optimizer_, tmp + "/optimizer.pt");
     json state = {{"step", step}, {"run", RunFingerprint(o_)}, {"tokenizer", tokenizer_path_},
                   {"last_eval_bits_per_token", last_eval_.bits_per_token}};
@@ -217,7 +236,7 @@ absl::Status Trainer::RestoreState(int* step) {
   *step = state["step"].get<int>();
   last_eval_.bits_per_token = state.value("last_eval_bits_per_token", 0.0);
   ASSIGN_OR_RETURN(auto weights, SafetensorsFile::Open(dir + "/" + kWeightsFileName));
-  RETURN_IF_ERROR(LoadWeights(*model_, *weights));
+  RETURN_IF_ERROR(LoadWeights(module(), o_.model, *weights));
   torch::load(*optimizer_, dir + "/optimizer.pt");
   const std::string rank_prefix = absl::StrCat(dir, "/rank", comm_->rank());
   ASSIGN_OR_RETURN(std::string stream_state, ReadFileToString(rank_prefix + ".stream"));
@@ -253,7 +272,7 @@ absl::Status Trainer::Export(int step, const EvalResult* eval) {
   json training = {{"corpus", o_.corpus},
                    {"steps", step},
                    {"batch_size", o_.batch_size},
-                   {"segment_length", o_.model.brt.segment_length},
+                   {"segment_length", SegmentLength(o_)},
                    {"lr", o_.lr},
                    {"schedule", o_.schedule},
                    {"seed", o_.seed},
@@ -263,7 +282,7 @@ absl::Status Trainer::Export(int step, const EvalResult* eval) {
     training["heldout_bits_per_token"] = eval->bits_per_token;
     training["heldout_tokens"] = eval->tokens;
   }
-  return ExportModelDir(*model_, o_.out_dir, tokenizer_path_, training);
+  return ExportModelDir(module(), o_.model, o_.out_dir, tokenizer_path_, training);
 }
 
 absl::Status Trainer::Run() {
@@ -275,22 +294,23 @@ absl::Status Trainer::Run() {
   RETURN_IF_ERROR(PrepareData());
   RETURN_IF_ERROR(BuildModel());
   const int local = o_.batch_size / o_.world_size;
-  const int64_t N = o_.model.brt.segment_length;
+  const int64_t N = SegmentLength(o_);
   int step = 0;
   if (o_.resume) {
     RETURN_IF_ERROR(RestoreState(&step));
   } else if (leader()) {
     fs::remove(o_.out_dir + "/metrics.jsonl", ec);
   }
-  if (cache_.empty()) cache_ = (*model_)->NewCache(local);
+  if (!reformer() && cache_.empty()) cache_ = (*model_)->NewCache(local);
   if (leader()) {
+    const json config = json::parse(ModelConfigToJson(o_.model));
     BS_LOG(INFO) << "model: " << FamilyName(o_.model.family) << " family, "
-                 << json::parse(ModelConfigToJson(o_.model))["brt"]["model"].get<std::string>() << ", "
-                 << CountParameters(o_.model) << " parameters; batch " << o_.batch_size << " x " << N
+                 << (reformer() ? config["reformer"]["attn_layers"].dump() : config["brt"]["model"].get<std::string>())
+                 << ", " << CountParameters(o_.model) << " parameters; batch " << o_.batch_size << " x " << N
                  << " tokens, " << o_.world_size << " process(es), " << torch::get_num_threads()
                  << " thread(s) each; BLAS " << LoadedBlas();
   }
-  std::vector<torch::Tensor> params = (*model_)->parameters();
+  std::vector<torch::Tensor> params = module().parameters();
   const auto t_start = Clock::now();
   double window_tokens = 0, window_nats = 0;
   auto window_start = Clock::now();
@@ -303,11 +323,11 @@ absl::Status Trainer::Run() {
     stream_->Next(&batch);
     const torch::Tensor inputs = ToTensor(batch.inputs, local, N);
     const torch::Tensor targets = ToTensor(batch.targets, local, N);
-    (*model_)->train();
+    module().train();
     torch::Tensor loss_sum;
     {
       at::autocast::set_cpu_enabled(o_.bf16);
-      const torch::Tensor logits = (*model_)->forward(inputs, StartTensor(batch.start), &cache_);
+      const torch::Tensor logits = Forward(inputs, StartTensor(batch.start));
       at::autocast::set_cpu_enabled(false);
       loss_sum = SumLoss(logits, targets);
     }
@@ -417,6 +437,35 @@ EvalResult EvaluateBitsPerToken(BrtLm& model, const std::vector<std::vector<int3
   return result;
 }
 
+EvalResult EvaluateBitsPerToken(ReformerLm& model, const std::vector<std::vector<int32_t>>& docs,
+                                int segment_length, int64_t max_tokens) {
+  EvalResult result;
+  torch::NoGradGuard no_grad;
+  const bool was_training = model->is_training();
+  model->eval();
+  double nats = 0;
+  for (const std::vector<int32_t>& doc : docs) {
+    const int64_t inputs = static_cast<int64_t>(doc.size()) - 1;
+    for (int64_t begin = 0; begin < inputs; begin += segment_length) {
+      const int64_t n = std::min<int64_t>(segment_length, inputs - begin);
+      const std::vector<int32_t> in(doc.begin() + begin, doc.begin() + begin + n);
+      const std::vector<int32_t> target(doc.begin() + begin + 1, doc.begin() + begin + n + 1);
+      const torch::Tensor logits = model->forward(ToTensor(in, 1, n));
+      nats += SumLoss(logits, ToTensor(target, 1, n)).item<double>();
+      result.tokens += n;
+      if (max_tokens > 0 && result.tokens >= max_tokens) break;
+    }
+    if (max_tokens > 0 && result.tokens >= max_tokens) break;
+  }
+  if (was_training) model->train();
+  result.bits_per_token = result.tokens > 0 ? nats / result.tokens / kLn2 : 0.0;
+  return result;
+}
+
+int SegmentLength(const TrainOptions& o) {
+  return o.model.family == ModelFamily::kReformer ? o.reformer_segment_length : o.model.brt.segment_length;
+}
+
 absl::Status ValidateTrainOptions(const TrainOptions& o) {
   auto bad = [](absl::string_view flag, absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", why));
@@ -435,7 +484,11 @@ absl::Status ValidateTrainOptions(const TrainOptions& o) {
                                      o.world_size, ")"));
   }
   if (o.world_size > 1 && o.rendezvous.empty()) return bad("rendezvous", "is required with several processes");
-  if (o.model.family != ModelFamily::kBrt) return bad("family", "this trainer trains the brt family");
+  if (o.model.family == ModelFamily::kReformer &&
+      (o.reformer_segment_length < 1 || o.reformer_segment_length > o.model.reformer.max_position_embeddings)) {
+    return bad("segment", absl::StrCat("must be in [1, max_positions = ", o.model.reformer.max_position_embeddings,
+                                       "] for a Reformer, got ", o.reformer_segment_length));
+  }
   ModelConfig probe = o.model;
   probe.vocab_size = std::max(probe.vocab_size, o.vocab_size);
   return ValidateModelConfig(probe);

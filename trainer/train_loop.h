@@ -1,4 +1,4 @@
-// The BRT training loop: data, optimizer, schedule, evaluation, checkpoints, resume, DDP.
+// The training loop of both families (BRT, Reformer): data, optimizer, schedule, evaluation, checkpoints, resume, DDP.
 #ifndef BLOCKSERVE_TRAINER_TRAIN_LOOP_H_
 #define BLOCKSERVE_TRAINER_TRAIN_LOOP_H_
 
@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "models/model_config.h"
 #include "trainer/brt_model.h"
+#include "trainer/reformer_model.h"
 
 namespace blockserve::trainer {
 
@@ -22,6 +23,10 @@ struct TrainOptions {
 
   // Model: every architecture field; vocab_size is taken from the tokenizer.
   ModelConfig model;
+  // Reformer: tokens per training sequence (each an independent sequence from position 0; BRT
+  // uses model.brt.segment_length and carries its state across segments).
+  int reformer_segment_length = 512;
+  bool reversible = true;            // Reformer: the memory-saving reversible backward
 
   // Optimization (AdamW).
   int batch_size = 4;                // global batch slots (documents read in parallel)
@@ -54,6 +59,9 @@ struct TrainOptions {
   std::string interface = "lo";
 };
 
+// The training segment length: model.brt.segment_length (BRT) or reformer_segment_length.
+int SegmentLength(const TrainOptions& options);
+
 // Checks the options (ranges, batch divisible by world size, model dims) without touching files.
 absl::Status ValidateTrainOptions(const TrainOptions& options);
 
@@ -72,6 +80,13 @@ struct EvalResult {
 // cache carried across segments. Stops after the segment that reaches `max_tokens` (0: all).
 EvalResult EvaluateBitsPerToken(BrtLm& model, const std::vector<std::vector<int32_t>>& docs,
                                 int segment_length, int batch, int64_t max_tokens = 0);
+
+// The Reformer's protocol (blockserve-eval runs the same one through the engine): a document's
+// inputs are all its tokens but the last; they are cut from the start into segments of
+// `segment_length`, each run as an independent sequence from position 0 (one full forward, no
+// padding beyond the model's own), every input predicting the token after it.
+EvalResult EvaluateBitsPerToken(ReformerLm& model, const std::vector<std::vector<int32_t>>& docs,
+                                int segment_length, int64_t max_tokens = 0);
 
 }  // namespace blockserve::trainer
 

@@ -1,8 +1,9 @@
-// blockserve-train: trains a BRT (slide / brt / xl) on a corpus and writes a servable model dir.
+// blockserve-train: trains a BRT (slide / brt / xl) or a Reformer on a corpus and writes a servable model dir.
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -14,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/status.h"
 #include "trainer/train_loop.h"
 
 extern char** environ;
@@ -25,14 +27,26 @@ ABSL_FLAG(int64_t, max_corpus_bytes, 0, "Use only the first N bytes of documents
 ABSL_FLAG(double, heldout, 0.1, "Fraction of documents held out for evaluation.");
 ABSL_FLAG(int, vocab, 2000, "SentencePiece vocabulary size (trained on the training documents).");
 ABSL_FLAG(std::string, tokenizer, "", "Use this SentencePiece .model instead of training one.");
-ABSL_FLAG(std::string, model, "brt", "Architecture: brt | slide | xl.");
+ABSL_FLAG(std::string, model, "brt", "Architecture: brt | slide | xl (BRT family) | reformer.");
 ABSL_FLAG(int, d_model, 256, "Embedding width d.");
 ABSL_FLAG(int, layers, 6, "Number of layers.");
 ABSL_FLAG(int, heads, 4, "Attention heads.");
 ABSL_FLAG(int, head_dim, 64, "Width of each head.");
 ABSL_FLAG(int, ffn, 1024, "FFN hidden width.");
 ABSL_FLAG(int, window, 64, "Block length W = attention window.");
-ABSL_FLAG(int, segment, 256, "Training segment length N (a multiple of W; xl: N = W).");
+ABSL_FLAG(int, segment, 256, "Training segment length N (BRT: a multiple of W, xl: N = W; reformer: tokens per "
+          "independent training sequence, at most --max_positions).");
+ABSL_FLAG(std::string, attn_layers, "local,lsh", "Reformer: attention of each layer, lsh or local, repeated to "
+          "--layers (HF's attn_layers pattern).");
+ABSL_FLAG(int, lsh_chunk, 64, "Reformer: LSH chunk length.");
+ABSL_FLAG(int, local_chunk, 64, "Reformer: local attention chunk length.");
+ABSL_FLAG(int, hashes, 2, "Reformer: LSH hash rounds.");
+ABSL_FLAG(std::string, buckets, "", "Reformer: LSH buckets, one even number or two factors 'a,b' (default: "
+          "2 * segment / lsh_chunk, at least 2).");
+ABSL_FLAG(int, max_positions, 4096, "Reformer: positions of the axial embedding (its two factors are chosen "
+          "as close to the square root as possible).");
+ABSL_FLAG(std::string, act, "relu", "Reformer: feed-forward activation, relu | gelu.");
+ABSL_FLAG(bool, reversible, true, "Reformer: reversible layers (recompute activations in the backward pass).");
 ABSL_FLAG(int, states, 64, "Recurrent state vectors S.");
 ABSL_FLAG(std::string, recurrent_layers, "", "Comma-separated 0-based recurrent layer indices (brt; default L-3 "
                                              "clamped to 0, as meliad's -3).");
@@ -66,6 +80,63 @@ ABSL_FLAG(std::string, rendezvous, "", "Set by --nproc: rendezvous file shared b
 namespace blockserve::trainer {
 namespace {
 
+absl::StatusOr<std::vector<int>> IntList(absl::string_view flag, absl::string_view text) {
+  std::vector<int> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    int value;
+    if (!absl::SimpleAtoi(part, &value)) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": '", part, "' is not an integer"));
+    }
+    out.push_back(value);
+  }
+  return out;
+}
+
+// The Reformer part of the config from the --attn_layers ... flags (validated later).
+absl::Status ReformerFromFlags(TrainOptions* o) {
+  ModelConfig& c = o->model;
+  ReformerConfig& r = c.reformer;
+  c.family = ModelFamily::kReformer;
+  c.norm_eps = 1e-12f;
+  std::vector<ReformerAttention> pattern;
+  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_attn_layers), ',', absl::SkipEmpty())) {
+    if (part == "lsh") pattern.push_back(ReformerAttention::kLsh);
+    else if (part == "local") pattern.push_back(ReformerAttention::kLocal);
+    else return absl::InvalidArgumentError(absl::StrCat("--attn_layers: '", part, "' is not lsh or local"));
+  }
+  if (pattern.empty()) return absl::InvalidArgumentError("--attn_layers: needs at least one of lsh, local");
+  for (int i = 0; i < c.num_layers; ++i) r.attn_layers.push_back(pattern[i % pattern.size()]);
+  r.lsh_chunk_length = absl::GetFlag(FLAGS_lsh_chunk);
+  r.local_chunk_length = absl::GetFlag(FLAGS_local_chunk);
+  r.num_hashes = absl::GetFlag(FLAGS_hashes);
+  o->reformer_segment_length = absl::GetFlag(FLAGS_segment);
+  o->reversible = absl::GetFlag(FLAGS_reversible);
+  if (r.lsh_chunk_length < 1 || r.local_chunk_length < 1) {
+    return absl::InvalidArgumentError("--lsh_chunk and --local_chunk must be positive");
+  }
+  ASSIGN_OR_RETURN(r.num_buckets, IntList("buckets", absl::GetFlag(FLAGS_buckets)));
+  if (r.num_buckets.empty()) {
+    const int n = 2 * std::max(1, o->reformer_segment_length / r.lsh_chunk_length);
+    r.num_buckets = {std::max(2, n + n % 2)};
+  }
+  const int positions = absl::GetFlag(FLAGS_max_positions);
+  if (positions < 1) return absl::InvalidArgumentError("--max_positions must be positive");
+  int n1 = static_cast<int>(std::sqrt(static_cast<double>(positions)));
+  while (positions % n1 != 0) --n1;
+  r.max_position_embeddings = positions;
+  r.axial_pos_shape = {n1, positions / n1};
+  r.axial_pos_embds_dim = {c.d_model / 4, c.d_model - c.d_model / 4};
+  r.hash_seed = absl::GetFlag(FLAGS_seed);
+  const std::string act = absl::GetFlag(FLAGS_act);
+  if (act == "relu") r.hidden_act = Activation::kRelu;
+  else if (act == "gelu") r.hidden_act = Activation::kGelu;
+  else return absl::InvalidArgumentError("--act must be relu or gelu");
+  r.dropout = 0.0f;  // the Reformer trainer applies no dropout (docs/training.md)
+  return absl::OkStatus();
+}
+
+void FillCommonOptions(TrainOptions* out);
+
 absl::StatusOr<TrainOptions> OptionsFromFlags() {
   TrainOptions o;
   o.out_dir = absl::GetFlag(FLAGS_out);
@@ -83,10 +154,15 @@ absl::StatusOr<TrainOptions> OptionsFromFlags() {
   c.head_dim = absl::GetFlag(FLAGS_head_dim);
   c.ffn_dim = absl::GetFlag(FLAGS_ffn);
   const std::string model = absl::GetFlag(FLAGS_model);
+  if (model == "reformer") {
+    RETURN_IF_ERROR(ReformerFromFlags(&o));
+    FillCommonOptions(&o);
+    return o;
+  }
   if (model == "brt") c.brt.model = BrtModel::kBrt;
   else if (model == "slide") c.brt.model = BrtModel::kSlide;
   else if (model == "xl") c.brt.model = BrtModel::kXl;
-  else return absl::InvalidArgumentError(absl::StrCat("--model must be brt, slide or xl, got '", model, "'"));
+  else return absl::InvalidArgumentError(absl::StrCat("--model must be brt, slide, xl or reformer, got '", model, "'"));
   c.brt.window = absl::GetFlag(FLAGS_window);
   c.brt.segment_length = absl::GetFlag(FLAGS_segment);
   c.brt.num_states = absl::GetFlag(FLAGS_states);
@@ -118,6 +194,12 @@ absl::StatusOr<TrainOptions> OptionsFromFlags() {
   else if (divisor == "none") c.brt.logit_divisor = LogitDivisor::kNone;
   else return absl::InvalidArgumentError("--logit_divisor must be sqrt_vocab, sqrt_d_model or none");
   c.brt.dropout = static_cast<float>(absl::GetFlag(FLAGS_dropout));
+  FillCommonOptions(&o);
+  return o;
+}
+
+void FillCommonOptions(TrainOptions* out) {
+  TrainOptions& o = *out;
   o.batch_size = absl::GetFlag(FLAGS_batch);
   o.steps = absl::GetFlag(FLAGS_steps);
   o.lr = absl::GetFlag(FLAGS_lr);
@@ -139,7 +221,6 @@ absl::StatusOr<TrainOptions> OptionsFromFlags() {
   o.world_size = absl::GetFlag(FLAGS_world_size);
   o.rank = absl::GetFlag(FLAGS_rank);
   o.rendezvous = absl::GetFlag(FLAGS_rendezvous);
-  return o;
 }
 
 // --nproc N: re-executes this binary N-1 times as ranks 1..N-1 and becomes rank 0.
@@ -162,7 +243,7 @@ std::vector<pid_t> LaunchWorkers(int argc, char** argv, int nproc, const std::st
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Trains a Block-Recurrent Transformer and writes a servable model directory.\n"
+      "Trains a Block-Recurrent Transformer or a Reformer and writes a servable model directory.\n"
       "  blockserve-train --out=DIR [--corpus=kjv|python|PATH] [--model=brt|slide|xl] [--steps=N] ...\n"
       "See docs/training.md.");
   absl::ParseCommandLine(argc, argv);
