@@ -299,12 +299,15 @@ void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active, StepStats* sta
     int64_t n = grant[i];
     if (n <= 0) continue;
     const int64_t pos = seq.state()->position();
-    if (seq.fed + n < seq.feed_limit) {
+    if (pos == 0 && runner_->info().whole_first_prompt) {
+      // The whole first prompt in one item (it may exceed this step's budget).
+      n = remaining(&seq);
+    } else if (seq.fed + n < seq.feed_limit) {
       // Not the last chunk: stop at a block boundary when that leaves something to do.
       const int64_t aligned = (pos + n) / block * block - pos;
       if (aligned > 0) n = aligned;
     }
-    if (options_.checkpoint_interval > 0) {
+    if (options_.checkpoint_interval > 0 && !(pos == 0 && runner_->info().whole_first_prompt)) {
       // Never run past the next checkpoint position: the step ends exactly on it.
       const int64_t next = (pos / options_.checkpoint_interval + 1) * options_.checkpoint_interval;
       n = std::min<int64_t>(n, next - pos);

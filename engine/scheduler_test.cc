@@ -135,6 +135,41 @@ TEST(SchedulerTest, StepBudgetsHoldAndALongPrefillInterleavesWithDecodes) {
   }
 }
 
+// A model whose prefill must see the whole first prompt (Reformer): the first prompt goes in one
+// item whatever the budget; later turns of the session are cut into budgeted chunks as usual.
+TEST(SchedulerTest, AWholeFirstPromptModelGetsItsFirstPromptInOneItem) {
+  FakeModelRunner runner(400, 16);
+  runner.mutable_info().whole_first_prompt = true;
+  runner.step_delay_ms = 1;
+  Recorder rec;
+  rec.Attach(runner);
+  EngineOptions o;
+  o.prefill_tokens_per_step = 64;
+  o.prefill_tokens_with_decodes = 16;
+  o.checkpoint_interval = 32;
+  Engine engine(&runner, &blockserve::testing::TestTokenizer(), o);
+  SessionContext decoder = NewSessionContext(runner), session = NewSessionContext(runner);
+  auto d = Submit(engine, &decoder, {5}, 100000);
+  while (d->tokens < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(Submit(engine, &session, Tokens(1000, 1), 1)->done.get_future().get().status.ok());
+  ASSERT_TRUE(Submit(engine, &session, Tokens(1000, 2), 1)->done.get_future().get().status.ok());
+  engine.Cancel(d->id);
+  d->done.get_future().wait();
+  std::vector<int64_t> chunks;
+  for (const StepRecord& s : rec.Take()) chunks.insert(chunks.end(), s.prefills.begin(), s.prefills.end());
+  // The decoder's own first prompt ([BOS, 5]) comes first.
+  ASSERT_GE(chunks.size(), 2u);
+  EXPECT_EQ(chunks[0], 2);
+  EXPECT_EQ(chunks[1], 1 + 1000);  // BOS + the first prompt, one item
+  int64_t later = 0;
+  for (size_t i = 2; i < chunks.size(); ++i) {
+    EXPECT_LE(chunks[i], 16);  // later turns: the budget while another sequence decodes
+    later += chunks[i];
+  }
+  EXPECT_GE(later, 900);  // the second turn (1-token items are counted as decodes by the recorder)
+  EXPECT_EQ(session.context_tokens(), 1 + 1000 + 1 + 1000 + 1);
+}
+
 TEST(SchedulerTest, ShortPromptsDoNotWaitBehindALongOneAndTheLongOneIsNotStarved) {
   FakeModelRunner runner(400, 4);
   runner.step_delay_ms = 1;

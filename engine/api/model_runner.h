@@ -36,6 +36,10 @@ struct ModelInfo {
   int64_t max_position = -1;   // tokens a sequence may reach; -1: unlimited
   size_t state_bytes = 0;      // bytes of a fresh state
   bool constant_state = true;  // state_bytes does not grow with the position
+  // Tokens fed at position 0 must arrive as one item: the runner's prefill of a sequence's first
+  // prompt is one computation over all of it (Reformer: the full forward), so cutting it into
+  // chunks would change the result. Later tokens may be cut anywhere.
+  bool whole_first_prompt = false;
   int64_t num_parameters = 0;
   int d_model = 0;
   int num_layers = 0;

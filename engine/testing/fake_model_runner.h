@@ -37,6 +37,7 @@ class FakeModelRunner final : public ModelRunner {
     info_.device = "cpu";
   }
   const ModelInfo& info() const override { return info_; }
+  ModelInfo& mutable_info() { return info_; }  // set before the engine starts
   std::unique_ptr<SequenceState> NewState() const override { return std::make_unique<FakeState>(); }
   std::unique_ptr<SequenceState> CloneState(const SequenceState& s) const override {
     return std::make_unique<FakeState>(static_cast<const FakeState&>(s));
