@@ -254,6 +254,15 @@ absl::Status ValidateReformer(const ModelConfig& c) {
     return FieldError("reformer.attn_layers", absl::StrCat("has ", r.attn_layers.size(),
                                                            " entries but num_layers is ", c.num_layers));
   }
+  // The full forward (trainer and engine) looks back exactly one chunk, as HF's defaults do.
+  if (r.lsh_num_chunks_before != 1) {
+    return FieldError("reformer.lsh_num_chunks_before",
+                      absl::StrCat("must be 1 (the only value implemented), got ", r.lsh_num_chunks_before));
+  }
+  if (r.local_num_chunks_before != 1) {
+    return FieldError("reformer.local_num_chunks_before",
+                      absl::StrCat("must be 1 (the only value implemented), got ", r.local_num_chunks_before));
+  }
   if (r.lsh_num_chunks_after != 0) {
     return FieldError("reformer.lsh_num_chunks_after", "must be 0 (a causal language model cannot attend to later chunks)");
   }

@@ -160,6 +160,8 @@ const BadCase kBadCases[] = {
     {"reformer_attn_layer_unknown", true, SET(["reformer"]["attn_layers"][2], "\"full\""), "reformer.attn_layers[2]: must be \"local\" or \"lsh\""},
     {"reformer_lsh_chunks_after", true, SET(["reformer"]["lsh_num_chunks_after"], "1"), "reformer.lsh_num_chunks_after: must be 0"},
     {"reformer_local_chunks_after", true, SET(["reformer"]["local_num_chunks_after"], "1"), "reformer.local_num_chunks_after: must be 0"},
+    {"reformer_lsh_chunks_before", true, SET(["reformer"]["lsh_num_chunks_before"], "2"), "reformer.lsh_num_chunks_before: must be 1"},
+    {"reformer_local_chunks_before", true, SET(["reformer"]["local_num_chunks_before"], "0"), "reformer.local_num_chunks_before: must be 1"},
     {"reformer_buckets_odd", true, SET(["reformer"]["num_buckets"], "63"), "reformer.num_buckets: must be an even integer in [2, 65536], got 63"},
     {"reformer_bucket_factor_odd", true, SET(["reformer"]["num_buckets"], "[64, 7]"), "reformer.num_buckets[1]: must be an even integer"},
     {"reformer_buckets_three_factors", true, SET(["reformer"]["num_buckets"], "[2, 2, 2]"), "reformer.num_buckets: takes one integer or two factors, got 3"},

@@ -21,9 +21,12 @@ absl::StatusOr<std::unique_ptr<engine::ModelRunner>> LoadModelRunner(const std::
       ASSIGN_OR_RETURN(std::unique_ptr<BrtRunner> runner, BrtRunner::Create(model->config, weights, name, options));
       return std::unique_ptr<engine::ModelRunner>(std::move(runner));
     }
-    case ModelFamily::kReformer:
-      return absl::UnimplementedError(absl::StrCat("model directory '", dir,
-                                                   "': Reformer inference is not implemented yet"));
+    case ModelFamily::kReformer: {
+      std::shared_ptr<const SafetensorsFile> weights(std::move(model->weights));
+      ASSIGN_OR_RETURN(std::unique_ptr<ReformerRunner> runner,
+                       ReformerRunner::Create(model->config, weights, name, options));
+      return std::unique_ptr<engine::ModelRunner>(std::move(runner));
+    }
   }
   return absl::InternalError("unknown model family");
 }

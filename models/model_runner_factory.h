@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "engine/api/model_runner.h"
 #include "models/brt/brt_runner.h"
+#include "models/reformer/reformer_runner.h"
 
 namespace blockserve {
 

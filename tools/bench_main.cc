@@ -25,7 +25,8 @@
 #include "models/synthetic_checkpoint.h"
 
 ABSL_FLAG(std::string, model, "", "Model directory; empty: a synthetic model (--synthetic).");
-ABSL_FLAG(std::string, synthetic, "50m", "Synthetic BRT preset when --model is empty: 50m | small | tiny.");
+ABSL_FLAG(std::string, synthetic, "50m", "Synthetic preset when --model is empty: 50m | small | tiny (BRT), "
+          "reformer-small | reformer-tiny (Reformer, 131072 positions).");
 ABSL_FLAG(std::string, dtype, "f32", "Weights as f32 or bf16.");
 ABSL_FLAG(int, threads, 0, "CPU threads (0: all).");
 ABSL_FLAG(std::string, batches, "1,8,32", "Decode batch sizes.");
@@ -76,7 +77,43 @@ double MeasureReadBandwidth(size_t bytes, int threads) {
   return best;
 }
 
+// Reformer presets: [local, lsh] x 2, chunks of 64, 2 hash rounds, 2048 buckets (factorized), and
+// 131072 positions so that decode can be timed past 64K tokens of context.
+absl::StatusOr<ModelConfig> ReformerPreset(const std::string& name) {
+  ModelConfig c;
+  c.family = ModelFamily::kReformer;
+  c.norm_eps = 1e-12f;
+  ReformerConfig& r = c.reformer;
+  if (name == "reformer-small") {
+    c.vocab_size = 2048;
+    c.d_model = 256;
+    c.num_heads = 4;
+    c.head_dim = 64;
+    c.ffn_dim = 1024;
+  } else {
+    c.vocab_size = 512;
+    c.d_model = 64;
+    c.num_heads = 2;
+    c.head_dim = 32;
+    c.ffn_dim = 128;
+  }
+  c.num_layers = 4;
+  r.attn_layers = {ReformerAttention::kLocal, ReformerAttention::kLsh, ReformerAttention::kLocal,
+                   ReformerAttention::kLsh};
+  r.lsh_chunk_length = 64;
+  r.local_chunk_length = 64;
+  r.num_hashes = 2;
+  r.num_buckets = {32, 64};
+  r.max_position_embeddings = 131072;
+  r.axial_pos_shape = {256, 512};
+  r.axial_pos_embds_dim = {c.d_model / 4, c.d_model - c.d_model / 4};
+  r.dropout = 0.0f;
+  RETURN_IF_ERROR(ValidateModelConfig(c));
+  return c;
+}
+
 absl::StatusOr<ModelConfig> Preset(const std::string& name) {
+  if (name == "reformer-small" || name == "reformer-tiny") return ReformerPreset(name);
   ModelConfig c;
   c.family = ModelFamily::kBrt;
   c.brt.model = BrtModel::kBrt;
@@ -132,10 +169,11 @@ absl::StatusOr<std::vector<int>> ParseInts(const std::string& flag, const std::s
   return out;
 }
 
-// Prefills `n` random tokens into `state` in prompts of up to 65536 tokens; returns seconds.
+// Prefills `n` random tokens into `state` in prompts of up to 65536 tokens (one prompt for a
+// model whose first prompt must be whole); returns seconds.
 double PrefillRandom(engine::ModelRunner& runner, engine::SequenceState* state, int64_t n, std::mt19937& rng) {
   const int V = runner.info().vocab_size;
-  std::vector<int32_t> tokens(std::min<int64_t>(n, 65536));
+  std::vector<int32_t> tokens(runner.info().whole_first_prompt ? n : std::min<int64_t>(n, 65536));
   const auto t0 = Clock::now();
   for (int64_t done = 0; done < n;) {
     const int64_t m = std::min<int64_t>(tokens.size(), n - done);
@@ -196,7 +234,12 @@ absl::Status Run() {
   if (absl::GetFlag(FLAGS_model).empty()) std::system(absl::StrCat("rm -rf '", dir, "'").c_str());
   const engine::ModelInfo& info = runner->info();
   auto* brt = dynamic_cast<BrtRunner*>(runner.get());
-  const double weight_bytes = brt != nullptr ? static_cast<double>(brt->weights().decode_weight_bytes()) : 0.0;
+  // Bytes a decode step must read: the BRT runner knows; otherwise every parameter but the
+  // embedding table (one row is gathered), at the weights' width.
+  const double weight_bytes =
+      brt != nullptr ? static_cast<double>(brt->weights().decode_weight_bytes())
+                     : static_cast<double>(info.num_parameters - int64_t{info.vocab_size} * info.d_model) *
+                           (info.weight_dtype == "bf16" ? 2 : 4);
 
   std::printf("model: %s (%s), %.1fM parameters, weights %s, %d threads, SIMD dispatch at run time\n", label.c_str(),
               info.family.c_str(), info.num_parameters / 1e6, info.weight_dtype.c_str(), threads);

@@ -23,7 +23,9 @@ ABSL_FLAG(std::string, text, "", "Comma-separated text files; each file is one d
 ABSL_FLAG(std::string, dtype, "f32", "Weights as f32 or bf16.");
 ABSL_FLAG(int, threads, 0, "CPU threads (0: all).");
 ABSL_FLAG(int64_t, max_tokens, 0, "Stop after this many predicted tokens (0: all).");
-ABSL_FLAG(int, chunk, 2048, "Tokens per forward call (bounds the logits buffer).");
+ABSL_FLAG(int, chunk, 2048, "Tokens per forward call (bounds the logits buffer; BRT only).");
+ABSL_FLAG(int64_t, segment, 0, "Reformer: tokens per independent segment, each from position 0 as the trainer "
+          "evaluates (0: the model's max positions).");
 
 namespace blockserve {
 namespace {
@@ -34,15 +36,20 @@ struct EvalTotals {
 };
 
 // Each document is [bos] + ids + [eos]; every token after bos is predicted from the ones
-// before it, with the state reset at the document start (as the trainer's eval does).
+// before it, with the state reset at the document start (as the trainer's eval does). BRT: the
+// state carries across chunks of `chunk` tokens. Reformer (`segment` > 0): every segment of
+// `segment` inputs is an independent sequence prefilled from position 0 in one item, as the
+// trainer's Reformer evaluation runs one full forward per segment.
 absl::Status EvaluateDocument(engine::ModelRunner& runner, const std::vector<int32_t>& doc, int chunk,
-                              int64_t max_tokens, EvalTotals* totals) {
+                              int64_t segment, int64_t max_tokens, EvalTotals* totals) {
   const int V = runner.info().vocab_size;
+  const int64_t piece = segment > 0 ? segment : chunk;
   auto state = runner.NewState();
-  std::vector<float> logits(static_cast<size_t>(chunk) * V);
+  std::vector<float> logits(static_cast<size_t>(piece) * V);
   const int64_t inputs = static_cast<int64_t>(doc.size()) - 1;
-  for (int64_t begin = 0; begin < inputs; begin += chunk) {
-    const int64_t n = std::min<int64_t>(chunk, inputs - begin);
+  for (int64_t begin = 0; begin < inputs; begin += piece) {
+    const int64_t n = std::min<int64_t>(piece, inputs - begin);
+    if (segment > 0) state = runner.NewState();
     engine::StepItem item;
     item.state = state.get();
     item.tokens = absl::MakeConstSpan(doc).subspan(begin, n);
@@ -71,6 +78,14 @@ absl::Status Run() {
   ASSIGN_OR_RETURN(auto runner, LoadModelRunner(dir, options));
   const engine::ModelInfo& info = runner->info();
   const int64_t max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  int64_t segment = 0;
+  if (info.whole_first_prompt) {
+    segment = absl::GetFlag(FLAGS_segment) > 0 ? absl::GetFlag(FLAGS_segment) : info.max_position;
+    if (info.max_position > 0 && segment > info.max_position) {
+      return absl::InvalidArgumentError(absl::StrCat("--segment ", segment, " exceeds the model's ", info.max_position,
+                                                     " positions"));
+    }
+  }
   EvalTotals totals;
   int documents = 0;
   const auto start = std::chrono::steady_clock::now();
@@ -80,7 +95,7 @@ absl::Status Run() {
     ASSIGN_OR_RETURN(const std::vector<int32_t> ids, tokenizer->Encode(content));
     doc.insert(doc.end(), ids.begin(), ids.end());
     doc.push_back(info.eos_id);
-    RETURN_IF_ERROR(EvaluateDocument(*runner, doc, chunk, max_tokens, &totals));
+    RETURN_IF_ERROR(EvaluateDocument(*runner, doc, chunk, segment, max_tokens, &totals));
     ++documents;
     if (max_tokens > 0 && totals.tokens >= max_tokens) break;
   }
@@ -98,7 +113,7 @@ absl::Status Run() {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Bits per token of a model on text files (each file one document, teacher forced).\n"
-      "  blockserve-eval --model DIR --text FILE[,FILE...] [--dtype f32|bf16]");
+      "  blockserve-eval --model DIR --text FILE[,FILE...] [--dtype f32|bf16] [--segment N (Reformer)]");
   absl::ParseCommandLine(argc, argv);
   const absl::Status status = blockserve::Run();
   if (!status.ok()) {

@@ -95,7 +95,10 @@ LshAttentionResult LshAttention(const torch::Tensor& qk, const torch::Tensor& v,
   torch::Tensor dots = torch::matmul(Q, K.transpose(-1, -2));     // (B, H, nc, c, 2c)
   dots = Mask(dots, qpos, kpos, /*self_mask=*/true);
   const torch::Tensor lse = torch::logsumexp(dots, -1, /*keepdim=*/true);
-  const torch::Tensor o = torch::matmul(torch::exp(dots - lse), V).view({B, H, n, dh});
+  // Probabilities by softmax (max subtracted), not exp(dots - lse): when a query sees only
+  // itself, lse is near the self-mask value -1e5, where a float32 ulp is 0.008, and
+  // exp(dots - lse) would then scale its value by up to 0.4%.
+  const torch::Tensor o = torch::matmul(torch::softmax(dots, -1), V).view({B, H, n, dh});
   // Back to the original order, then combine the rounds.
   const torch::Tensor o_orig = o.gather(2, undo.unsqueeze(-1).expand({B, H, n, dh})).view({B, H, nh, L, dh});
   const torch::Tensor lse_orig = lse.view({B, H, n}).gather(2, undo).view({B, H, nh, L, 1});

@@ -117,7 +117,7 @@ torch::Tensor ReformerDecodeReference::Step(int64_t token, bool* coincides) {
           }
           const torch::Tensor lg = torch::stack(logits), vs = torch::stack(values);
           const torch::Tensor lse = torch::logsumexp(lg, 0);
-          outs.push_back(torch::matmul(torch::exp(lg - lse), vs));
+          outs.push_back(torch::matmul(torch::softmax(lg, 0), vs));  // see LshAttention
           lses.push_back(lse);
         }
         const torch::Tensor w = torch::softmax(torch::stack(lses), 0);

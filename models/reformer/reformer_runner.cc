@@ -1,0 +1,734 @@
+// ReformerRunner: Reformer forward on the CPU. Shapes: L tokens of a prefill, B sequences of a
+// decode step, d model width, H heads of dh, A = H * dh, F ffn width, V vocab, nh hash rounds,
+// NB buckets, c the LSH chunk, c_l the local chunk.
+#include "models/reformer/reformer_runner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "base/check.h"
+#include "base/fnv.h"
+#include "base/status.h"
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/gemm.h"
+#include "models/checkpoint_layout.h"
+
+namespace blockserve {
+namespace {
+
+using engine::SequenceState;
+using engine::StepItem;
+
+// Mask values of the trainer (HF's fp32 path), applied by replacement.
+constexpr double kSelfMaskValue = -1e5;
+
+// FNV-1a over the config and, per tensor, its name, shape and first bytes.
+std::string Fingerprint(const ModelConfig& config, const SafetensorsFile& file) {
+  uint64_t hash = kFnvOffset;
+  auto mix = [&hash](const void* data, size_t n) { hash = Fnv1a(hash, data, n); };
+  const std::string json = ModelConfigToJson(config);
+  mix(json.data(), json.size());
+  for (const std::string& name : file.names()) {
+    mix(name.data(), name.size());
+    const ConstTensorView view = *file.Get(name);
+    mix(view.shape.data(), view.shape.size() * sizeof(int64_t));
+    mix(view.data, std::min<size_t>(view.num_bytes(), 256));
+  }
+  return absl::StrCat("reformer-", absl::Hex(hash, absl::kZeroPad16));
+}
+
+// Rows of `w` per pool task: at least `min_rows`, and enough multiply-adds (about 256K) that
+// waking a worker does not cost more than it saves on small models.
+int64_t MinRowsPerTask(const WeightMatrix& w, size_t batch, int64_t min_rows) {
+  const int64_t per_row = std::max<int64_t>(1, w.cols * static_cast<int64_t>(batch));
+  return std::max<int64_t>(min_rows, (int64_t{1} << 18) / per_row);
+}
+
+void Resize(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+// LayerNorm with weight and bias over rows of n (biased variance, as torch), double sums.
+void LayerNorm(const float* x, const float* weight, const float* bias, size_t rows, size_t n, float eps,
+               float* out) {
+  for (size_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * n;
+    double mean = 0.0;
+    for (size_t i = 0; i < n; ++i) mean += xr[i];
+    mean /= static_cast<double>(n);
+    double var = 0.0;
+    for (size_t i = 0; i < n; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+    var /= static_cast<double>(n);
+    const double inv = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    float* o = out + r * n;
+    for (size_t i = 0; i < n; ++i) o[i] = static_cast<float>((xr[i] - mean) * inv * weight[i] + bias[i]);
+  }
+}
+
+void AddBias(float* y, const float* bias, size_t rows, size_t n) {
+  for (size_t r = 0; r < rows; ++r) cpu::AddInPlace(y + r * n, bias, n);
+}
+
+// relu, or the exact (erf) GELU of torch::nn::GELU.
+void Activate(Activation act, float* x, size_t n) {
+  if (act == Activation::kRelu) {
+    cpu::Relu(x, n);
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    x[i] = static_cast<float>(0.5 * v * (1.0 + std::erf(v * M_SQRT1_2)));
+  }
+}
+
+double Dot(const float* a, const float* b, int n) {
+  double s = 0.0;
+  for (int i = 0; i < n; ++i) s += static_cast<double>(a[i]) * b[i];
+  return s;
+}
+
+// LSH key of a raw shared query/key: x * rsqrt(mean(x^2) + 1e-6) / sqrt(dh) (trainer's
+// NormalizeKeys), i.e. about unit length.
+void NormalizeKey(const float* x, int dh, float* out) {
+  const double ms = Dot(x, x, dh) / dh;
+  const double inv = 1.0 / std::sqrt(ms + 1e-6) / std::sqrt(static_cast<double>(dh));
+  for (int i = 0; i < dh; ++i) out[i] = static_cast<float>(x[i] * inv);
+}
+
+// One query's softmax average over keys with the given logits: o (dh) = sum_j p_j v_j.
+// Returns logsumexp(logits). values[j] points to key j's dh floats.
+double Attend(const std::vector<double>& logits, const std::vector<const float*>& values, int dh, double* o) {
+  double mx = -INFINITY;
+  for (double l : logits) mx = std::max(mx, l);
+  double sum = 0.0;
+  std::fill(o, o + dh, 0.0);
+  for (size_t j = 0; j < logits.size(); ++j) {
+    const double p = std::exp(logits[j] - mx);
+    sum += p;
+    for (int i = 0; i < dh; ++i) o[i] += p * values[j][i];
+  }
+  for (int i = 0; i < dh; ++i) o[i] /= sum;
+  return mx + std::log(sum);
+}
+
+// o = sum_r softmax_r(lse_r) * o_r over nh rounds; o_r: (nh, dh) doubles.
+void CombineRounds(const double* lse, const double* o_r, int nh, int dh, float* out) {
+  double mx = -INFINITY;
+  for (int r = 0; r < nh; ++r) mx = std::max(mx, lse[r]);
+  double total = 0.0;
+  for (int r = 0; r < nh; ++r) total += std::exp(lse[r] - mx);
+  for (int i = 0; i < dh; ++i) {
+    double acc = 0.0;
+    for (int r = 0; r < nh; ++r) acc += std::exp(lse[r] - mx) / total * o_r[r * dh + i];
+    out[i] = static_cast<float>(acc);
+  }
+}
+
+}  // namespace
+
+// Work buffers of one step, grown on demand and reused (Execute is never concurrent).
+struct ReformerRunner::Scratch {
+  std::vector<float> x1, x2, xn, q, k, v, attn, tmp, hidden, cat, logits;
+  std::vector<int32_t> ids;
+  std::vector<int64_t> positions;
+  std::vector<ReformerSequenceState*> states;  // decode: one per item
+  std::vector<size_t> rows;                    // decode: items that want logits
+  std::vector<const void*> seen;               // Execute: states of the step, to find repeats
+};
+
+ReformerRunner::~ReformerRunner() = default;
+
+absl::StatusOr<std::unique_ptr<ReformerRunner>> ReformerRunner::Create(const ModelConfig& config,
+                                                                       std::shared_ptr<const SafetensorsFile> weights,
+                                                                       const std::string& name,
+                                                                       const RunnerOptions& options) {
+  if (config.family != ModelFamily::kReformer) return absl::InvalidArgumentError("not a Reformer model");
+  RETURN_IF_ERROR(ValidateModelConfig(config));
+  if (config.reformer.max_position_embeddings > (int64_t{1} << 30)) {
+    return absl::InvalidArgumentError(absl::StrCat("max_position_embeddings ",
+                                                   config.reformer.max_position_embeddings,
+                                                   " is more than this runner supports (2^30)"));
+  }
+  std::unique_ptr<ReformerRunner> r(new ReformerRunner());
+  r->config_ = config;
+  r->fingerprint_ = Fingerprint(config, *weights);
+  ASSIGN_OR_RETURN(r->weights_, ReformerWeights::Load(config, std::move(weights), options.weight_dtype));
+  r->shape_ = ReformerStateShape::For(config);
+  int threads = options.num_threads > 0 ? options.num_threads : static_cast<int>(std::thread::hardware_concurrency());
+  threads = std::max(1, threads);
+  // ParallelFor runs on the workers and the calling thread.
+  if (threads > 1) r->pool_ = std::make_unique<ThreadPool>(threads - 1);
+  // GEMMs are split over the pool; BLAS's own threads would spin against it.
+  cpu::SetBlasThreads(1);
+  r->scratch_ = std::make_unique<Scratch>();
+
+  const ReformerConfig& rc = config.reformer;
+  const bool has_lsh = std::count(rc.attn_layers.begin(), rc.attn_layers.end(), ReformerAttention::kLsh) > 0;
+  engine::ModelInfo& info = r->info_;
+  info.family = "reformer";
+  info.name = name;
+  info.vocab_size = config.vocab_size;
+  info.pad_id = config.pad_id;
+  info.unk_id = config.unk_id;
+  info.bos_id = config.bos_id;
+  info.eos_id = config.eos_id;
+  info.block_size = has_lsh ? rc.lsh_chunk_length : rc.local_chunk_length;
+  info.max_position = rc.max_position_embeddings;
+  info.state_bytes = r->NewState()->byte_size();
+  info.constant_state = false;
+  info.whole_first_prompt = true;  // the prefill is one full forward over the first prompt
+  info.num_parameters = CountParameters(config);
+  info.d_model = config.d_model;
+  info.num_layers = config.num_layers;
+  info.weight_dtype = std::string(WeightDTypeName(options.weight_dtype));
+  info.device = "cpu";
+  return r;
+}
+
+int64_t ReformerRunner::PaddedLength(int64_t length) const {
+  const ReformerConfig& r = config_.reformer;
+  int64_t m = 1, min_chunk = INT64_MAX;
+  for (int i = 0; i < config_.num_layers; ++i) {
+    const int64_t c = r.attn_layers[i] == ReformerAttention::kLsh ? r.lsh_chunk_length : r.local_chunk_length;
+    m = std::lcm(m, c);
+    min_chunk = std::min(min_chunk, c);
+  }
+  if (length > min_chunk && length % m != 0) return (length + m - 1) / m * m;
+  return length;
+}
+
+std::unique_ptr<SequenceState> ReformerRunner::NewState() const {
+  return std::make_unique<ReformerSequenceState>(&shape_, this);
+}
+
+std::unique_ptr<SequenceState> ReformerRunner::CloneState(const SequenceState& state) const {
+  const auto& from = static_cast<const ReformerSequenceState&>(state);
+  BS_CHECK(from.owner() == this);
+  return std::make_unique<ReformerSequenceState>(from);  // every member is a value: a deep copy
+}
+
+absl::StatusOr<std::string> ReformerRunner::SerializeState(const SequenceState& state) const {
+  const auto* s = dynamic_cast<const ReformerSequenceState*>(&state);
+  if (s == nullptr || s->owner() != this) {
+    return absl::InvalidArgumentError("SerializeState: the state was not made by this runner");
+  }
+  return SerializeReformerState(*s, fingerprint_);
+}
+
+absl::StatusOr<std::unique_ptr<SequenceState>> ReformerRunner::DeserializeState(absl::string_view bytes) const {
+  auto state = std::make_unique<ReformerSequenceState>(&shape_, this);
+  RETURN_IF_ERROR(
+      DeserializeReformerState(bytes, fingerprint_, config_.reformer.max_position_embeddings, state.get()));
+  return state;
+}
+
+absl::Status ReformerRunner::Execute(absl::Span<const StepItem> items) {
+  // A step holds a few dozen items: a linear scan finds repeated states without allocating.
+  std::vector<const void*>& seen = scratch_->seen;
+  seen.clear();
+  const int64_t max_position = config_.reformer.max_position_embeddings;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const StepItem& item = items[i];
+    const auto* state = dynamic_cast<const ReformerSequenceState*>(item.state);
+    if (state == nullptr || state->owner() != this) {
+      return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": the state was not made by this runner"));
+    }
+    if (std::find(seen.begin(), seen.end(), state) != seen.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": the same state appears twice in one step"));
+    }
+    seen.push_back(state);
+    if (item.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": no tokens"));
+    for (size_t t = 0; t < item.tokens.size(); ++t) {
+      if (item.tokens[t] < 0 || item.tokens[t] >= config_.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": token ", t, " is ", item.tokens[t],
+                                                       ", outside the vocabulary [0, ", config_.vocab_size, ")"));
+      }
+    }
+    if (item.logits != StepItem::Logits::kNone && item.logits_out == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": logits requested without a buffer"));
+    }
+    if (state->position() + static_cast<int64_t>(item.tokens.size()) > max_position) {
+      return absl::OutOfRangeError(absl::StrCat("step item ", i, ": ", item.tokens.size(), " tokens at position ",
+                                                state->position(), " would pass the model's ", max_position,
+                                                " positions"));
+    }
+  }
+  // Single tokens (at any position: a one-token prefill is the cached step at position 0)
+  // go through the batched decode.
+  std::vector<const StepItem*> decode;
+  for (const StepItem& item : items) {
+    if (item.tokens.size() == 1) decode.push_back(&item);
+  }
+  if (!decode.empty()) DecodeBatch(decode);
+  const int64_t V = config_.vocab_size;
+  for (const StepItem& item : items) {
+    if (item.tokens.size() == 1) continue;
+    if (item.state->position() == 0) {
+      Prefill(item);
+      continue;
+    }
+    // Later prompts: the cached-step definition, one token at a time (each token's windows
+    // depend on the earlier ones), through the same path as decoding.
+    const size_t n = item.tokens.size();
+    for (size_t t = 0; t < n; ++t) {
+      StepItem one;
+      one.state = item.state;
+      one.tokens = item.tokens.subspan(t, 1);
+      one.logits = StepItem::Logits::kNone;
+      if (item.logits == StepItem::Logits::kAll) {
+        one.logits = StepItem::Logits::kLast;
+        one.logits_out = item.logits_out + t * V;
+      } else if (item.logits == StepItem::Logits::kLast && t + 1 == n) {
+        one.logits = StepItem::Logits::kLast;
+        one.logits_out = item.logits_out;
+      }
+      DecodeBatch({&one});
+    }
+  }
+  return absl::OkStatus();
+}
+
+void ReformerRunner::ParallelFor(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
+  if (pool_ == nullptr) {
+    if (n > 0) fn(0, n);
+    return;
+  }
+  pool_->ParallelFor(n, min_chunk, fn);
+}
+
+void ReformerRunner::Gemm(const WeightMatrix& w, const float* x, size_t m, float* y) {
+  ParallelFor(w.rows, MinRowsPerTask(w, m, 64), [&](int64_t begin, int64_t end) {
+    w.Gemm(x, m, y, static_cast<size_t>(begin), static_cast<size_t>(end));
+  });
+}
+
+void ReformerRunner::MatVec(const WeightMatrix& w, const float* x, size_t batch, float* y) {
+  ParallelFor(w.rows, MinRowsPerTask(w, batch, 32), [&](int64_t begin, int64_t end) {
+    w.MatVec(x, batch, y, static_cast<size_t>(begin), static_cast<size_t>(end));
+  });
+}
+
+void ReformerRunner::Embed(const int32_t* ids, const int64_t* positions, size_t rows, float* x) {
+  const size_t d = config_.d_model;
+  weights_->embed().Gather(ids, rows, x);
+  std::vector<float> pos(d);
+  for (size_t r = 0; r < rows; ++r) {
+    weights_->Position(positions[r], pos.data());
+    cpu::AddInPlace(x + r * d, pos.data(), d);
+  }
+}
+
+void ReformerRunner::FeedForward(int layer, const float* x1, float* x2, size_t rows, bool decode) {
+  const ReformerLayerWeights& L = weights_->layer(layer);
+  const size_t d = config_.d_model, F = config_.ffn_dim;
+  Scratch& s = *scratch_;
+  Resize(s.xn, rows * d);
+  Resize(s.hidden, rows * F);
+  Resize(s.tmp, rows * d);
+  LayerNorm(x1, L.ffn_norm_weight, L.ffn_norm_bias, rows, d, config_.norm_eps, s.xn.data());
+  Project(L.w1, s.xn.data(), rows, s.hidden.data(), decode);
+  AddBias(s.hidden.data(), L.b1, rows, F);
+  Activate(config_.reformer.hidden_act, s.hidden.data(), rows * F);
+  Project(L.w2, s.hidden.data(), rows, s.tmp.data(), decode);
+  AddBias(s.tmp.data(), L.b2, rows, d);
+  cpu::AddInPlace(x2, s.tmp.data(), rows * d);
+}
+
+void ReformerRunner::Logits(const float* x1, const float* x2, size_t rows, float* out, bool decode) {
+  const size_t d = config_.d_model, V = config_.vocab_size;
+  Scratch& s = *scratch_;
+  Resize(s.cat, rows * 2 * d);
+  for (size_t r = 0; r < rows; ++r) {
+    std::memcpy(&s.cat[r * 2 * d], x1 + r * d, d * sizeof(float));
+    std::memcpy(&s.cat[r * 2 * d + d], x2 + r * d, d * sizeof(float));
+  }
+  LayerNorm(s.cat.data(), weights_->final_norm_weight(), weights_->final_norm_bias(), rows, 2 * d, config_.norm_eps,
+            s.cat.data());
+  Project(weights_->lm_head(), s.cat.data(), rows, out, decode || rows == 1);
+  AddBias(out, weights_->lm_head_bias(), rows, V);
+}
+
+void ReformerRunner::Hash(int layer, const float* qk, int32_t* buckets) const {
+  const ReformerConfig& r = config_.reformer;
+  const int H = config_.num_heads, dh = config_.head_dim, nh = r.num_hashes, half = r.rotation_size() / 2;
+  const float* rot = weights_->layer(layer).rotations;  // (H, dh, nh, half)
+  std::vector<double> y(half);
+  for (int h = 0; h < H; ++h) {
+    const float* x = qk + h * dh;
+    for (int rr = 0; rr < nh; ++rr) {
+      // y = x . rotations[h][:, rr, :]
+      std::fill(y.begin(), y.end(), 0.0);
+      for (int i = 0; i < dh; ++i) {
+        const float* row = rot + ((static_cast<size_t>(h) * dh + i) * nh + rr) * half;
+        for (int j = 0; j < half; ++j) y[j] += static_cast<double>(x[i]) * row[j];
+      }
+      // Per factor f: argmax over [y_part; -y_part] (the first maximum wins), combined as
+      // mixed-radix digits with the first factor least significant.
+      int64_t bucket = 0, radix = 1;
+      int offset = 0;
+      for (int f : r.num_buckets) {
+        const int fh = f / 2;
+        int best = 0;
+        double best_value = y[offset];
+        for (int j = 1; j < f; ++j) {
+          const double value = j < fh ? y[offset + j] : -y[offset + j - fh];
+          if (value > best_value) {
+            best_value = value;
+            best = j;
+          }
+        }
+        bucket += radix * best;
+        radix *= f;
+        offset += fh;
+      }
+      buckets[h * nh + rr] = static_cast<int32_t>(bucket);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prefill: the full forward of the trainer.
+
+void ReformerRunner::Prefill(const StepItem& item) {
+  auto* state = static_cast<ReformerSequenceState*>(item.state);
+  const ModelConfig& c = config_;
+  const int64_t L = static_cast<int64_t>(item.tokens.size());
+  const size_t d = c.d_model, A = c.attn_dim();
+  Scratch& s = *scratch_;
+  Resize(s.x1, L * d);
+  Resize(s.x2, L * d);
+  Resize(s.xn, L * d);
+  Resize(s.q, L * A);
+  Resize(s.k, L * A);
+  Resize(s.v, L * A);
+  Resize(s.attn, L * A);
+  s.positions.resize(L);
+  std::iota(s.positions.begin(), s.positions.end(), int64_t{0});
+  Embed(item.tokens.data(), s.positions.data(), L, s.x1.data());
+  std::memcpy(s.x2.data(), s.x1.data(), L * d * sizeof(float));
+  for (int li = 0; li < c.num_layers; ++li) {
+    const ReformerLayerWeights& W = weights_->layer(li);
+    Resize(s.xn, L * d);
+    LayerNorm(s.x2.data(), W.attn_norm_weight, W.attn_norm_bias, L, d, c.norm_eps, s.xn.data());
+    if (W.lsh) {
+      Gemm(W.qk, s.xn.data(), L, s.q.data());
+      Gemm(W.v, s.xn.data(), L, s.v.data());
+      PrefillLsh(li, state, s.q.data(), s.v.data(), L, s.attn.data());
+    } else {
+      Gemm(W.q, s.xn.data(), L, s.q.data());
+      Gemm(W.k, s.xn.data(), L, s.k.data());
+      Gemm(W.v, s.xn.data(), L, s.v.data());
+      PrefillLocal(li, state, s.q.data(), s.k.data(), s.v.data(), L, s.attn.data());
+    }
+    Resize(s.tmp, L * d);
+    Gemm(W.out, s.attn.data(), L, s.tmp.data());
+    cpu::AddInPlace(s.x1.data(), s.tmp.data(), L * d);
+    FeedForward(li, s.x1.data(), s.x2.data(), L, /*decode=*/false);
+  }
+  state->set_position(L);
+  if (item.logits == StepItem::Logits::kAll) {
+    Logits(s.x1.data(), s.x2.data(), L, item.logits_out, /*decode=*/false);
+  } else if (item.logits == StepItem::Logits::kLast) {
+    Logits(s.x1.data() + (L - 1) * d, s.x2.data() + (L - 1) * d, 1, item.logits_out, /*decode=*/false);
+  }
+}
+
+void ReformerRunner::PrefillLsh(int layer, ReformerSequenceState* state, const float* qk, const float* v,
+                                int64_t L, float* out) {
+  const ReformerConfig& r = config_.reformer;
+  const int H = config_.num_heads, dh = config_.head_dim, nh = r.num_hashes;
+  const int64_t A = config_.attn_dim(), c = r.lsh_chunk_length, nb = r.lsh_num_chunks_before;
+  // Cache every token's [k̂ | v] and buckets (the buckets are cached even when L <= c, where
+  // the output needs none, so that later windows can use them).
+  std::vector<float> kv(L * 2 * A);
+  std::vector<int32_t> buckets(L * H * nh);
+  for (int64_t t = 0; t < L; ++t) {
+    for (int h = 0; h < H; ++h) NormalizeKey(qk + t * A + h * dh, dh, &kv[t * 2 * A + h * dh]);
+    std::memcpy(&kv[t * 2 * A + A], v + t * A, A * sizeof(float));
+    Hash(layer, qk + t * A, &buckets[t * H * nh]);
+  }
+  for (int64_t t = 0; t < L; ++t) state->AppendLsh(layer, &kv[t * 2 * A], &buckets[t * H * nh]);
+  const float* cache = state->layer(layer).kv.data();  // (L, 2A)
+  auto khat = [&](int64_t p, int h) { return cache + p * 2 * A + h * dh; };
+  auto value = [&](int64_t p, int h) { return cache + p * 2 * A + A + h * dh; };
+
+  if (L <= c) {
+    // One chunk: plain causal attention with the self mask, no rounds.
+    ParallelFor(L, 8, [&](int64_t begin, int64_t end) {
+      std::vector<double> logits, o(dh);
+      std::vector<const float*> values;
+      for (int64_t t = begin; t < end; ++t) {
+        for (int h = 0; h < H; ++h) {
+          logits.clear();
+          values.clear();
+          const float* q = qk + t * A + h * dh;
+          for (int64_t j = 0; j <= t; ++j) {
+            logits.push_back(j == t ? kSelfMaskValue : Dot(q, khat(j, h), dh));
+            values.push_back(value(j, h));
+          }
+          Attend(logits, values, dh, o.data());
+          for (int i = 0; i < dh; ++i) out[t * A + h * dh + i] = static_cast<float>(o[i]);
+        }
+      }
+    });
+    return;
+  }
+
+  // The sorted, chunked forward. Each round lays out [the real tokens sorted by (bucket,
+  // position)] + [P - L pad slots] (pads have the bucket past the last, so they sort last;
+  // they are masked as keys and their outputs dropped); the nh rounds are concatenated into
+  // one sequence of nh * P slots whose chunks of c attend to their nb previous chunks
+  // (wrapping around from the first chunk to the last of the last round) and themselves.
+  // A key after the query (causal mask, -1e9) or a pad contributes exp(-1e9 - max) = 0
+  // exactly, since the query's own slot (-1e5) is always in its window; they are skipped.
+  const int64_t P = PaddedLength(L);
+  BS_CHECK(P % c == 0);
+  const int64_t slots = nh * P, num_chunks = slots / c;
+  ParallelFor(H, 1, [&](int64_t h_begin, int64_t h_end) {
+    std::vector<int32_t> slot_pos(slots);
+    // The rounds are combined on the fly (slots come round by round): per position the
+    // largest lse so far, sum_r exp(lse_r - max) and sum_r exp(lse_r - max) * o_r, which is
+    // softmax_r(lse_r) weighting without holding every round's output.
+    std::vector<double> run_max(L), run_sum(L), run_acc(L * dh), o(dh);
+    std::vector<double> logits;
+    std::vector<const float*> values;
+    std::vector<int32_t> order(L);
+    for (int64_t h = h_begin; h < h_end; ++h) {
+      for (int rr = 0; rr < nh; ++rr) {
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+          return buckets[static_cast<size_t>(a) * H * nh + h * nh + rr] <
+                 buckets[static_cast<size_t>(b) * H * nh + h * nh + rr];
+        });
+        for (int64_t i = 0; i < P; ++i) slot_pos[rr * P + i] = i < L ? order[i] : -1;
+      }
+      std::fill(run_max.begin(), run_max.end(), -INFINITY);
+      std::fill(run_sum.begin(), run_sum.end(), 0.0);
+      std::fill(run_acc.begin(), run_acc.end(), 0.0);
+      for (int64_t g = 0; g < slots; ++g) {
+        const int32_t t = slot_pos[g];
+        if (t < 0) continue;  // a pad query: dropped
+        const float* q = qk + t * A + h * dh;
+        logits.clear();
+        values.clear();
+        const int64_t chunk = g / c;
+        for (int64_t back = nb; back >= 0; --back) {
+          const int64_t kc = ((chunk - back) % num_chunks + num_chunks) % num_chunks;
+          for (int64_t ks = kc * c; ks < (kc + 1) * c; ++ks) {
+            const int32_t p = slot_pos[ks];
+            if (p < 0 || p > t) continue;
+            logits.push_back(p == t ? kSelfMaskValue : Dot(q, khat(p, static_cast<int>(h)), dh));
+            values.push_back(value(p, static_cast<int>(h)));
+          }
+        }
+        const double lse = Attend(logits, values, dh, o.data());
+        double* acc = &run_acc[t * dh];
+        if (lse > run_max[t]) {
+          const double rescale = std::exp(run_max[t] - lse);  // 0 for the first round
+          run_sum[t] *= rescale;
+          for (int i = 0; i < dh; ++i) acc[i] *= rescale;
+          run_max[t] = lse;
+        }
+        const double w = std::exp(lse - run_max[t]);
+        run_sum[t] += w;
+        for (int i = 0; i < dh; ++i) acc[i] += w * o[i];
+      }
+      for (int64_t t = 0; t < L; ++t) {
+        for (int i = 0; i < dh; ++i) out[t * A + h * dh + i] = static_cast<float>(run_acc[t * dh + i] / run_sum[t]);
+      }
+    }
+  });
+}
+
+void ReformerRunner::PrefillLocal(int layer, ReformerSequenceState* state, const float* q, const float* k,
+                                  const float* v, int64_t L, float* out) {
+  const ReformerConfig& r = config_.reformer;
+  const int H = config_.num_heads, dh = config_.head_dim;
+  const int64_t A = config_.attn_dim(), cl = r.local_chunk_length, nb = r.local_num_chunks_before;
+  const float inv_sqrt = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dh)));
+  std::vector<float> ks(L * A);
+  for (int64_t i = 0; i < L * A; ++i) ks[i] = k[i] * inv_sqrt;
+  // Position t attends to [c_l * (t / c_l - nb), t] clipped at 0: its chunk and the nb before
+  // (padding, if any, comes after every real position and is never seen).
+  ParallelFor(L, 8, [&](int64_t begin, int64_t end) {
+    std::vector<double> logits, o(dh);
+    std::vector<const float*> values;
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t first = std::max<int64_t>(0, cl * (t / cl - nb));
+      for (int h = 0; h < H; ++h) {
+        logits.clear();
+        values.clear();
+        for (int64_t j = first; j <= t; ++j) {
+          logits.push_back(Dot(q + t * A + h * dh, &ks[j * A + h * dh], dh));
+          values.push_back(v + j * A + h * dh);
+        }
+        Attend(logits, values, dh, o.data());
+        for (int i = 0; i < dh; ++i) out[t * A + h * dh + i] = static_cast<float>(o[i]);
+      }
+    }
+  });
+  // The ring keeps the last R positions.
+  float* ring = state->layer(layer).kv.data();
+  const int64_t R = shape_.ring_rows;
+  for (int64_t t = std::max<int64_t>(0, L - R); t < L; ++t) {
+    float* row = ring + (t % R) * 2 * A;
+    std::memcpy(row, &ks[t * A], A * sizeof(float));
+    std::memcpy(row + A, v + t * A, A * sizeof(float));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decode: the cached step (trainer's ReformerDecodeReference::Step).
+
+void ReformerRunner::DecodeLsh(int layer, ReformerSequenceState* state, const float* qk, const float* v,
+                               float* out) const {
+  const ReformerConfig& r = config_.reformer;
+  const int H = config_.num_heads, dh = config_.head_dim, nh = r.num_hashes;
+  const int64_t A = config_.attn_dim(), c = r.lsh_chunk_length;
+  const int64_t W = c * (1 + r.lsh_num_chunks_before);
+  const int64_t L = state->position(), n = L + 1;
+  std::vector<float> kv(2 * A);
+  std::vector<int32_t> buckets(H * nh);
+  for (int h = 0; h < H; ++h) NormalizeKey(qk + h * dh, dh, &kv[h * dh]);
+  std::memcpy(&kv[A], v, A * sizeof(float));
+  Hash(layer, qk, buckets.data());
+  if (n > c) state->EnsureIndex(layer);  // before appending: the index then gets the token too
+  state->AppendLsh(layer, kv.data(), buckets.data());
+  const ReformerLayerCache& cache = state->layer(layer);
+  std::vector<double> logits, lse(nh), o_r(nh * dh);
+  std::vector<const float*> values;
+  std::vector<int32_t> window(W);
+  for (int h = 0; h < H; ++h) {
+    const float* q = qk + h * dh;
+    auto add_key = [&](int64_t p) {
+      const float* row = cache.kv.data() + p * 2 * A;
+      logits.push_back(p == L ? kSelfMaskValue : Dot(q, row + h * dh, dh));
+      values.push_back(row + A + h * dh);
+    };
+    if (n <= c) {
+      // Within one chunk: plain attention over every token (as the full forward).
+      logits.clear();
+      values.clear();
+      for (int64_t p = 0; p < n; ++p) add_key(p);
+      Attend(logits, values, dh, o_r.data());
+      for (int i = 0; i < dh; ++i) out[h * dh + i] = static_cast<float>(o_r[i]);
+      continue;
+    }
+    for (int rr = 0; rr < nh; ++rr) {
+      // The new token is the last of its bucket: sorted index s = #{buckets <= b} - 1 over the
+      // n tokens; the window is the W slots from (s / c - nb) * c, wrapping within the round.
+      const LshBucketIndex& index = cache.index[h * nh + rr];
+      const int64_t s = index.CountAtMost(buckets[h * nh + rr]) - 1;
+      index.Window((s / c - r.lsh_num_chunks_before) * c, W, window.data());
+      logits.clear();
+      values.clear();
+      for (int64_t k = 0; k < W; ++k) add_key(window[k]);
+      lse[rr] = Attend(logits, values, dh, &o_r[rr * dh]);
+    }
+    CombineRounds(lse.data(), o_r.data(), nh, dh, out + h * dh);
+  }
+}
+
+void ReformerRunner::DecodeLocal(int layer, ReformerSequenceState* state, const float* q, const float* k,
+                                 const float* v, float* out) const {
+  const ReformerConfig& r = config_.reformer;
+  const int H = config_.num_heads, dh = config_.head_dim;
+  const int64_t A = config_.attn_dim(), cl = r.local_chunk_length, R = shape_.ring_rows;
+  const int64_t L = state->position();
+  const float inv_sqrt = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dh)));
+  float* ring = state->layer(layer).kv.data();
+  float* row = ring + (L % R) * 2 * A;
+  for (int64_t i = 0; i < A; ++i) row[i] = k[i] * inv_sqrt;
+  std::memcpy(row + A, v, A * sizeof(float));
+  // Positions [c_l * (L / c_l - nb), L] clipped at 0: at most R of them, all in the ring.
+  const int64_t first = std::max<int64_t>(0, cl * (L / cl - r.local_num_chunks_before));
+  std::vector<double> logits, o(dh);
+  std::vector<const float*> values;
+  for (int h = 0; h < H; ++h) {
+    logits.clear();
+    values.clear();
+    for (int64_t p = first; p <= L; ++p) {
+      const float* kr = ring + (p % R) * 2 * A;
+      logits.push_back(Dot(q + h * dh, kr + h * dh, dh));
+      values.push_back(kr + A + h * dh);
+    }
+    Attend(logits, values, dh, o.data());
+    for (int i = 0; i < dh; ++i) out[h * dh + i] = static_cast<float>(o[i]);
+  }
+}
+
+void ReformerRunner::DecodeBatch(const std::vector<const StepItem*>& items) {
+  const ModelConfig& c = config_;
+  const size_t B = items.size();
+  const size_t d = c.d_model, A = c.attn_dim(), V = c.vocab_size;
+  Scratch& s = *scratch_;
+  Resize(s.x1, B * d);
+  Resize(s.x2, B * d);
+  Resize(s.xn, B * d);
+  Resize(s.q, B * A);
+  Resize(s.k, B * A);
+  Resize(s.v, B * A);
+  Resize(s.attn, B * A);
+  Resize(s.tmp, B * d);
+  s.ids.resize(B);
+  s.positions.resize(B);
+  std::vector<ReformerSequenceState*>& states = s.states;
+  states.resize(B);
+  for (size_t b = 0; b < B; ++b) {
+    states[b] = static_cast<ReformerSequenceState*>(items[b]->state);
+    s.ids[b] = items[b]->tokens[0];
+    s.positions[b] = states[b]->position();
+  }
+  Embed(s.ids.data(), s.positions.data(), B, s.x1.data());
+  std::memcpy(s.x2.data(), s.x1.data(), B * d * sizeof(float));
+  for (int li = 0; li < c.num_layers; ++li) {
+    const ReformerLayerWeights& W = weights_->layer(li);
+    Resize(s.xn, B * d);
+    LayerNorm(s.x2.data(), W.attn_norm_weight, W.attn_norm_bias, B, d, c.norm_eps, s.xn.data());
+    if (W.lsh) {
+      MatVec(W.qk, s.xn.data(), B, s.q.data());
+    } else {
+      MatVec(W.q, s.xn.data(), B, s.q.data());
+      MatVec(W.k, s.xn.data(), B, s.k.data());
+    }
+    MatVec(W.v, s.xn.data(), B, s.v.data());
+    ParallelFor(B, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        if (W.lsh) {
+          DecodeLsh(li, states[b], &s.q[b * A], &s.v[b * A], &s.attn[b * A]);
+        } else {
+          DecodeLocal(li, states[b], &s.q[b * A], &s.k[b * A], &s.v[b * A], &s.attn[b * A]);
+        }
+      }
+    });
+    Resize(s.tmp, B * d);
+    MatVec(W.out, s.attn.data(), B, s.tmp.data());
+    cpu::AddInPlace(s.x1.data(), s.tmp.data(), B * d);
+    FeedForward(li, s.x1.data(), s.x2.data(), B, /*decode=*/true);
+  }
+  for (ReformerSequenceState* st : states) st->set_position(st->position() + 1);
+  // Logits of the rows that want them, computed together (a row's logits do not depend on
+  // the batch). Rows are compacted only when some want none.
+  s.rows.clear();
+  for (size_t b = 0; b < B; ++b) {
+    if (items[b]->logits != StepItem::Logits::kNone) s.rows.push_back(b);
+  }
+  if (s.rows.empty()) return;
+  const size_t R = s.rows.size();
+  std::vector<float> x1(R * d), x2(R * d);
+  for (size_t r = 0; r < R; ++r) {
+    std::memcpy(&x1[r * d], &s.x1[s.rows[r] * d], d * sizeof(float));
+    std::memcpy(&x2[r * d], &s.x2[s.rows[r] * d], d * sizeof(float));
+  }
+  Resize(s.logits, R * V);
+  Logits(x1.data(), x2.data(), R, s.logits.data(), /*decode=*/true);
+  for (size_t r = 0; r < R; ++r) {
+    std::memcpy(items[s.rows[r]]->logits_out, &s.logits[r * V], V * sizeof(float));
+  }
+}
+
+}  // namespace blockserve
