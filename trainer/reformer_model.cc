@@ -118,7 +118,7 @@ std::pair<torch::Tensor, torch::Tensor> ReformerLayerImpl::forward(const torch::
   return {y1, y2};
 }
 
-ReformerLmImpl::ReformerLmImpl(const ModelConfig& config) : config_(config) {
+ReformerLmImpl::ReformerLmImpl(const ModelConfig& config, double axial_init_std) : config_(config) {
   const ReformerConfig& r = config.reformer;
   const int64_t d = config.d_model, V = config.vocab_size;
   embed = register_module("embed", torch::nn::Embedding(V, d));
@@ -128,8 +128,8 @@ ReformerLmImpl::ReformerLmImpl(const ModelConfig& config) : config_(config) {
   }
   auto pos = register_module("pos", std::make_shared<torch::nn::Module>());
   auto axial = pos->register_module("axial", std::make_shared<torch::nn::Module>());
-  axial0 = axial->register_parameter("0", torch::randn({r.axial_pos_shape[0], r.axial_pos_embds_dim[0]}));
-  axial1 = axial->register_parameter("1", torch::randn({r.axial_pos_shape[1], r.axial_pos_embds_dim[1]}));
+  axial0 = axial->register_parameter("0", torch::randn({r.axial_pos_shape[0], r.axial_pos_embds_dim[0]}) * axial_init_std);
+  axial1 = axial->register_parameter("1", torch::randn({r.axial_pos_shape[1], r.axial_pos_embds_dim[1]}) * axial_init_std);
   layers = register_module("layers", torch::nn::ModuleList());
   for (int i = 0; i < config.num_layers; ++i) layers->push_back(ReformerLayer(config, i));
   final_norm =

@@ -155,7 +155,7 @@ absl::Status Trainer::BuildModel() {
   RETURN_IF_ERROR(ValidateModelConfig(o_.model));
   torch::manual_seed(o_.seed);  // identical initial weights on every rank
   if (reformer()) {
-    reformer_.emplace(o_.model);
+    reformer_.emplace(o_.model, o_.axial_init_std);
   } else {
     model_.emplace(o_.model);
   }
@@ -278,6 +278,10 @@ absl::Status Trainer::Export(int step, const EvalResult* eval) {
                    {"seed", o_.seed},
                    {"world_size", o_.world_size},
                    {"train_tokens_per_epoch", train_tokens_}};
+  if (reformer()) {
+    training["axial_init_std"] = o_.axial_init_std;
+    training["reversible"] = o_.reversible;
+  }
   if (eval != nullptr) {
     training["heldout_bits_per_token"] = eval->bits_per_token;
     training["heldout_tokens"] = eval->tokens;

@@ -27,6 +27,7 @@ struct TrainOptions {
   // uses model.brt.segment_length and carries its state across segments).
   int reformer_segment_length = 512;
   bool reversible = true;            // Reformer: the memory-saving reversible backward
+  double axial_init_std = ReformerLmImpl::kDefaultAxialInitStd;  // Reformer: position table init
 
   // Optimization (AdamW).
   int batch_size = 4;                // global batch slots (documents read in parallel)
