@@ -24,6 +24,8 @@ ABSL_FLAG(std::string, dtype, "f32", "Weights as f32 or bf16.");
 ABSL_FLAG(int, threads, 0, "CPU threads (0: all).");
 ABSL_FLAG(int64_t, max_tokens, 0, "Stop after this many predicted tokens (0: all).");
 ABSL_FLAG(int, chunk, 2048, "Tokens per forward call (bounds the logits buffer; BRT only).");
+ABSL_FLAG(int64_t, prefill, 0, "Reformer: only the first N inputs of each segment are the prefill (full forward); "
+          "the rest go through the cached decode step (0: the whole segment is the prefill).");
 ABSL_FLAG(int64_t, segment, 0, "Reformer: tokens per independent segment, each from position 0 as the trainer "
           "evaluates (0: the model's max positions).");
 
@@ -40,8 +42,10 @@ struct EvalTotals {
 // state carries across chunks of `chunk` tokens. Reformer (`segment` > 0): every segment of
 // `segment` inputs is an independent sequence prefilled from position 0 in one item, as the
 // trainer's Reformer evaluation runs one full forward per segment.
+// With `prefill` > 0 only a segment's first `prefill` inputs are its prefill; the rest are fed
+// after it, i.e. through the Reformer's cached decode step (docs/reformer-decoding.md).
 absl::Status EvaluateDocument(engine::ModelRunner& runner, const std::vector<int32_t>& doc, int chunk,
-                              int64_t segment, int64_t max_tokens, EvalTotals* totals) {
+                              int64_t segment, int64_t prefill, int64_t max_tokens, EvalTotals* totals) {
   const int V = runner.info().vocab_size;
   const int64_t piece = segment > 0 ? segment : chunk;
   auto state = runner.NewState();
@@ -50,12 +54,17 @@ absl::Status EvaluateDocument(engine::ModelRunner& runner, const std::vector<int
   for (int64_t begin = 0; begin < inputs; begin += piece) {
     const int64_t n = std::min<int64_t>(piece, inputs - begin);
     if (segment > 0) state = runner.NewState();
-    engine::StepItem item;
-    item.state = state.get();
-    item.tokens = absl::MakeConstSpan(doc).subspan(begin, n);
-    item.logits = engine::StepItem::Logits::kAll;
-    item.logits_out = logits.data();
-    RETURN_IF_ERROR(runner.Execute({&item, 1}));
+    const int64_t first = segment > 0 && prefill > 0 ? std::min(prefill, n) : n;
+    for (int64_t at = 0; at < n;) {
+      const int64_t m = at == 0 ? first : n - at;
+      engine::StepItem item;
+      item.state = state.get();
+      item.tokens = absl::MakeConstSpan(doc).subspan(begin + at, m);
+      item.logits = engine::StepItem::Logits::kAll;
+      item.logits_out = &logits[at * V];
+      RETURN_IF_ERROR(runner.Execute({&item, 1}));
+      at += m;
+    }
     for (int64_t r = 0; r < n; ++r) {
       const absl::Span<const float> row(&logits[r * V], V);
       totals->nats += engine::LogSumExp(row) - row[doc[begin + r + 1]];
@@ -95,7 +104,7 @@ absl::Status Run() {
     ASSIGN_OR_RETURN(const std::vector<int32_t> ids, tokenizer->Encode(content));
     doc.insert(doc.end(), ids.begin(), ids.end());
     doc.push_back(info.eos_id);
-    RETURN_IF_ERROR(EvaluateDocument(*runner, doc, chunk, segment, max_tokens, &totals));
+    RETURN_IF_ERROR(EvaluateDocument(*runner, doc, chunk, segment, absl::GetFlag(FLAGS_prefill), max_tokens, &totals));
     ++documents;
     if (max_tokens > 0 && totals.tokens >= max_tokens) break;
   }

@@ -313,5 +313,38 @@ TEST(ReformerGoldenEvalTest, BlockserveEvalMatchesTheTrainersEval) {
   }
 }
 
+double EvalBits(const std::string& args) {
+  const std::string output = RunEval(args);
+  double bits = -1;
+  const size_t at = output.find("bits_per_token=");
+  EXPECT_NE(at, std::string::npos) << output;
+  if (at != std::string::npos) std::sscanf(output.c_str() + at, "bits_per_token=%lf", &bits);
+  return bits;
+}
+
+// blockserve-eval --prefill N runs all but a segment's first N inputs through the cached step:
+// for a local-only model that is the full forward's number; with LSH layers it is another one.
+TEST(ReformerGoldenEvalTest, CachedDecodeEvaluationEqualsTheFullForwardOnlyWhereItMust) {
+  absl::StatusOr<std::string> text = testing::KjvText("Obad1:1-Obad1:21");
+  ASSERT_TRUE(text.ok());
+  const std::string text_path = testing::MakeTempDir("reformer_cached_eval") + "/obadiah.txt";
+  ASSERT_TRUE(testing::WriteFile(text_path, *text).ok());
+  for (bool lsh : {false, true}) {
+    const ModelConfig config =
+        lsh ? GoldenConfig({kLocal, kLsh, kLsh}, {8}) : GoldenConfig({kLocal, kLocal}, {});
+    trainer::ReformerLm model(nullptr);
+    const std::string dir = ExportPerturbedModel(config, &model);
+    const std::string common = absl::StrCat("--model ", dir, " --text ", text_path, " --segment 96");
+    const double full = EvalBits(common), cached = EvalBits(common + " --prefill 1");
+    if (lsh) {
+      EXPECT_GT(std::fabs(full - cached), 1e-4) << "the cached path should differ from the full forward";
+    } else {
+      EXPECT_NEAR(full, cached, 1e-4);
+    }
+    std::printf("%s: full forward %.6f bits/token, cached decode %.6f\n", lsh ? "local+lsh" : "local only", full,
+                cached);
+  }
+}
+
 }  // namespace
 }  // namespace blockserve
