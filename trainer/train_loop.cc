@@ -3,6 +3,7 @@
 
 #include <ATen/autocast_mode.h>
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -124,6 +125,21 @@ absl::Status Trainer::PrepareData() {
   if (leader()) {
     BS_LOG(INFO) << "corpus '" << o_.corpus << "': " << split.train.size() << " training documents ("
                  << bytes / 1000 << " KB), " << split.heldout.size() << " held out";
+  }
+  if (leader()) {
+    // The held-out documents as text, one file each, so that other tools (blockserve-eval)
+    // can evaluate on exactly what the trainer evaluates on.
+    const std::string dir = o_.out_dir + "/heldout";
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    fs::create_directories(dir, ec);
+    for (size_t i = 0; i < split.heldout.size(); ++i) {
+      std::string name = split.heldout[i].name;
+      for (char& ch : name) {
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '-' && ch != '_') ch = '_';
+      }
+      RETURN_IF_ERROR(WriteStringToFile(absl::StrFormat("%s/%03d_%s.txt", dir, i, name), split.heldout[i].text));
+    }
   }
   tokenizer_path_ = o_.tokenizer.empty() ? o_.out_dir + "/" + kTokenizerFileName : o_.tokenizer;
   const bool have = fs::exists(tokenizer_path_);

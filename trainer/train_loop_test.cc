@@ -2,6 +2,7 @@
 #include "trainer/train_loop.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 
 #include "gmock/gmock.h"
@@ -166,6 +167,10 @@ TEST(TrainLoopTest, ExportedDirectoryReloadsWithIdenticalLogits) {
   std::ifstream in(out + "/config.json");
   const nlohmann::json config = nlohmann::json::parse(in);
   EXPECT_EQ(config["training"]["steps"], 8);
+  // The held-out documents are kept as text (5 books, 20%: one).
+  int heldout_files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(out + "/heldout")) heldout_files += e.is_regular_file();
+  EXPECT_EQ(heldout_files, 1);
   EXPECT_GT(config["training"]["heldout_bits_per_token"].get<double>(), 0.0);
 }
 
