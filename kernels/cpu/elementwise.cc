@@ -111,6 +111,90 @@ void ScaleImpl(float* x, size_t n, float s) {
   for (; i < n; ++i) x[i] *= s;
 }
 
+HWY_INLINE float DotOne(const float* a, const float* b, size_t n) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  VF acc0 = hn::Zero(df), acc1 = hn::Zero(df), acc2 = hn::Zero(df), acc3 = hn::Zero(df);
+  size_t i = 0;
+  for (; i + 4 * lanes <= n; i += 4 * lanes) {
+    acc0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), acc0);
+    acc1 = hn::MulAdd(hn::LoadU(df, a + i + lanes), hn::LoadU(df, b + i + lanes), acc1);
+    acc2 = hn::MulAdd(hn::LoadU(df, a + i + 2 * lanes), hn::LoadU(df, b + i + 2 * lanes), acc2);
+    acc3 = hn::MulAdd(hn::LoadU(df, a + i + 3 * lanes), hn::LoadU(df, b + i + 3 * lanes), acc3);
+  }
+  for (; i + lanes <= n; i += lanes) acc0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), acc0);
+  if (i < n) {
+    HWY_ALIGN float ta[kMaxLanes] = {}, tb[kMaxLanes] = {};
+    std::copy(a + i, a + n, ta);
+    std::copy(b + i, b + n, tb);
+    acc1 = hn::MulAdd(hn::Load(df, ta), hn::Load(df, tb), acc1);
+  }
+  const VF sum = hn::Add(hn::Add(acc0, acc1), hn::Add(acc2, acc3));
+  return hn::GetLane(hn::SumOfLanes(df, sum));
+}
+
+float DotImpl(const float* a, const float* b, size_t n) { return DotOne(a, b, n); }
+
+void DotRowsImpl(const float* q, const float* const* rows, size_t count, size_t n, float* out) {
+  for (size_t j = 0; j < count; ++j) out[j] = DotOne(q, rows[j], n);
+}
+
+// out[i, i + k * lanes) for k < kBlocks (the columns from i) = sum_j weights[j] * rows[j][...],
+// the sum in j order, one MulAdd per term (as Axpy into zeros).
+template <size_t kBlocks>
+HWY_INLINE void WeightedSumBlock(const float* weights, const float* const* rows, size_t count, size_t i,
+                                 float* out) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  VF acc[kBlocks];
+  for (size_t k = 0; k < kBlocks; ++k) acc[k] = hn::Zero(df);
+  for (size_t j = 0; j < count; ++j) {
+    const VF w = hn::Set(df, weights[j]);
+    for (size_t k = 0; k < kBlocks; ++k) acc[k] = hn::MulAdd(w, hn::LoadU(df, rows[j] + i + k * lanes), acc[k]);
+  }
+  for (size_t k = 0; k < kBlocks; ++k) hn::StoreU(acc[k], df, out + i + k * lanes);
+}
+
+void WeightedSumRowsImpl(const float* weights, const float* const* rows, size_t count, size_t n, float* out) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + 4 * lanes <= n; i += 4 * lanes) WeightedSumBlock<4>(weights, rows, count, i, out);
+  for (; i + lanes <= n; i += lanes) WeightedSumBlock<1>(weights, rows, count, i, out);
+  if (i < n) {  // the tail columns through a padded vector
+    VF acc = hn::Zero(df);
+    for (size_t j = 0; j < count; ++j) {
+      HWY_ALIGN float t[kMaxLanes] = {};
+      std::copy(rows[j] + i, rows[j] + n, t);
+      acc = hn::MulAdd(hn::Set(df, weights[j]), hn::Load(df, t), acc);
+    }
+    HWY_ALIGN float t[kMaxLanes];
+    hn::Store(acc, df, t);
+    std::copy(t, t + (n - i), out + i);
+  }
+}
+
+void AxpyImpl(float alpha, const float* x, float* y, size_t n) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  const VF va = hn::Set(df, alpha);
+  size_t i = 0;
+  for (; i + 2 * lanes <= n; i += 2 * lanes) {
+    const VF y0 = hn::MulAdd(va, hn::LoadU(df, x + i), hn::LoadU(df, y + i));
+    const VF y1 = hn::MulAdd(va, hn::LoadU(df, x + i + lanes), hn::LoadU(df, y + i + lanes));
+    hn::StoreU(y0, df, y + i);
+    hn::StoreU(y1, df, y + i + lanes);
+  }
+  for (; i + lanes <= n; i += lanes) hn::StoreU(hn::MulAdd(va, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
+  if (i < n) {  // the tail through padded vectors: rounded as the body
+    HWY_ALIGN float tx[kMaxLanes] = {}, ty[kMaxLanes] = {};
+    std::copy(x + i, x + n, tx);
+    std::copy(y + i, y + n, ty);
+    hn::Store(hn::MulAdd(va, hn::Load(df, tx), hn::Load(df, ty)), df, ty);
+    std::copy(ty, ty + (n - i), y + i);
+  }
+}
+
 void GateFixedImpl(const float* state, const float* y, const float* bias, size_t rows, size_t d,
                    float* out) {
   const DF df;
@@ -202,6 +286,10 @@ HWY_EXPORT(ReluImpl);
 HWY_EXPORT(TanhImpl);
 HWY_EXPORT(AddInPlaceImpl);
 HWY_EXPORT(ScaleImpl);
+HWY_EXPORT(DotImpl);
+HWY_EXPORT(AxpyImpl);
+HWY_EXPORT(DotRowsImpl);
+HWY_EXPORT(WeightedSumRowsImpl);
 HWY_EXPORT(GateFixedImpl);
 HWY_EXPORT(GateLstmImpl);
 HWY_EXPORT(GatherRowsBF16Impl);
@@ -215,6 +303,14 @@ void AddInPlace(float* y, const float* x, size_t n) {
   HWY_DYNAMIC_DISPATCH(AddInPlaceImpl)(y, x, n);
 }
 void Scale(float* x, size_t n, float s) { HWY_DYNAMIC_DISPATCH(ScaleImpl)(x, n, s); }
+float Dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotImpl)(a, b, n); }
+void Axpy(float alpha, const float* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(AxpyImpl)(alpha, x, y, n); }
+void DotRows(const float* q, const float* const* rows, size_t count, size_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(DotRowsImpl)(q, rows, count, n, out);
+}
+void WeightedSumRows(const float* weights, const float* const* rows, size_t count, size_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(WeightedSumRowsImpl)(weights, rows, count, n, out);
+}
 void GateFixed(const float* state, const float* y, const float* bias, size_t rows, size_t d,
                float* out) {
   HWY_DYNAMIC_DISPATCH(GateFixedImpl)(state, y, bias, rows, d, out);

@@ -1,4 +1,5 @@
-// CPU elementwise ops of the BRT forward pass (head norm, activations, gates, embedding gather).
+// CPU elementwise ops of the BRT forward pass (head norm, activations, gates, embedding gather) and
+// the dot/axpy vector primitives of the Reformer's per-sequence attention.
 #ifndef BLOCKSERVE_KERNELS_CPU_ELEMENTWISE_H_
 #define BLOCKSERVE_KERNELS_CPU_ELEMENTWISE_H_
 
@@ -18,6 +19,18 @@ void Tanh(float* x, size_t n);
 void AddInPlace(float* y, const float* x, size_t n);
 // x *= s.
 void Scale(float* x, size_t n, float s);
+// Returns sum_i a[i] * b[i] in float, with fused multiply-adds into a few vector accumulators
+// (the tail zero-padded to a whole vector). The summation order depends only on n and the SIMD
+// target, never on the pointers' alignment: equal inputs give bit-identical results.
+float Dot(const float* a, const float* b, size_t n);
+// y += alpha * x, each element by the target's MulAdd (fused where the target has FMA), the tail
+// included.
+void Axpy(float alpha, const float* x, float* y, size_t n);
+// out[j] = Dot(q, rows[j], n) for j in [0, count) (bit-identical to Dot, one dispatch).
+void DotRows(const float* q, const float* const* rows, size_t count, size_t n, float* out);
+// out (n) = sum_j weights[j] * rows[j] over j in [0, count), in j order: bit-identical to zeroing
+// out and calling Axpy(weights[j], rows[j], out, n) for each j, but the sums stay in registers.
+void WeightedSumRows(const float* weights, const float* const* rows, size_t count, size_t n, float* out);
 // Fixed gate: g = sigmoid(bias[c]) per column c; out = state * g + y * (1 - g).
 // state, y, out: (rows, d); bias: (d,). out may alias state.
 void GateFixed(const float* state, const float* y, const float* bias, size_t rows, size_t d,

@@ -1,5 +1,5 @@
-// Elementwise ops (head norm, activations, gates, gathers) on every SIMD target against the
-// reference.
+// Elementwise ops (head norm, activations, gates, gathers, dot, axpy and their row-batched forms)
+// on every SIMD target against the reference.
 #include "kernels/cpu/elementwise.h"
 
 #include <cmath>
@@ -139,6 +139,67 @@ TEST_F(ElementwiseTest, GateLstmAlsoInPlace) {
       std::vector<float> aliased = state;
       GateLstm(aliased.data(), y.data(), forget_pre.data(), input_pre.data(), n, aliased.data());
       EXPECT_EQ(aliased, out) << target.name << " n=" << n;
+    }
+  }
+}
+
+TEST_F(ElementwiseTest, DotAndAxpy) {
+  for (const SimdTarget& target : UsableSimdTargets()) {
+    ForceSimdTargetForTest(target.bits);
+    for (size_t n : {0, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 100, 129}) {
+      const std::vector<float> a = Normal(rng_, n + 1), b = Normal(rng_, n + 1, 3.0f);
+      double magnitude = 0.0;  // sum |a_i b_i|: the rounding error's scale
+      for (size_t i = 0; i < n; ++i) magnitude += std::fabs(static_cast<double>(a[i]) * b[i]);
+      const float got = Dot(a.data(), b.data(), n);
+      EXPECT_NEAR(got, ref::Dot(a.data(), b.data(), n), 1e-6 * magnitude + 1e-30)
+          << target.name << " dot n=" << n;
+      // The same values at another alignment: bit-identical.
+      const std::vector<float> a1(a.begin(), a.begin() + n), b1(b.begin(), b.begin() + n);
+      std::vector<float> shifted(n + 1);
+      std::copy(a1.begin(), a1.end(), shifted.begin() + 1);
+      EXPECT_EQ(Dot(shifted.data() + 1, b1.data(), n), got) << target.name << " dot n=" << n;
+
+      const float alpha = -0.73f;
+      const std::vector<float> x = Normal(rng_, n);
+      std::vector<float> y = Normal(rng_, n), want = y;
+      const std::vector<float> y0 = y;
+      Axpy(alpha, x.data(), y.data(), n);
+      ref::Axpy(alpha, x.data(), want.data(), n);
+      for (size_t i = 0; i < n; ++i) {
+        ASSERT_NEAR(y[i], want[i], 1e-6f * (std::fabs(y0[i]) + std::fabs(alpha * x[i])) + 1e-30f)
+            << target.name << " axpy n=" << n << " i=" << i;
+      }
+    }
+  }
+}
+
+TEST_F(ElementwiseTest, DotRowsAndWeightedSumRowsEqualDotAndAxpy) {
+  for (const SimdTarget& target : UsableSimdTargets()) {
+    ForceSimdTargetForTest(target.bits);
+    for (size_t n : {1, 3, 8, 15, 16, 17, 33, 64, 65, 100}) {
+      for (size_t count : {0, 1, 5, 19}) {
+        const std::vector<float> table = Normal(rng_, 23 * n + 1), q = Normal(rng_, n),
+                                 weights = Normal(rng_, count);
+        std::vector<const float*> rows(count);
+        for (size_t j = 0; j < count; ++j) rows[j] = &table[((j * 7) % 23) * n + (j % 2)];  // repeats, unaligned
+        std::vector<float> dots(count, -1.0f);
+        DotRows(q.data(), rows.data(), count, n, dots.data());
+        std::vector<float> sum(n, -1.0f), want(n, 0.0f);
+        WeightedSumRows(weights.data(), rows.data(), count, n, sum.data());
+        std::vector<double> ref_sum(n, 0.0), magnitude(n, 0.0);
+        for (size_t j = 0; j < count; ++j) {
+          EXPECT_EQ(dots[j], Dot(q.data(), rows[j], n)) << target.name << " n=" << n << " j=" << j;
+          Axpy(weights[j], rows[j], want.data(), n);
+          for (size_t i = 0; i < n; ++i) {
+            ref_sum[i] += static_cast<double>(weights[j]) * rows[j][i];
+            magnitude[i] += std::fabs(static_cast<double>(weights[j]) * rows[j][i]);
+          }
+        }
+        EXPECT_EQ(sum, want) << target.name << " n=" << n << " count=" << count;
+        for (size_t i = 0; i < n; ++i) {
+          ASSERT_NEAR(sum[i], ref_sum[i], 4e-6 * magnitude[i] + 1e-30) << target.name << " n=" << n << " i=" << i;
+        }
+      }
     }
   }
 }

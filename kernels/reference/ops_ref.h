@@ -102,6 +102,16 @@ inline void AddInPlace(float* y, const float* x, size_t n) {
 inline void Scale(float* x, size_t n, float s) {
   for (size_t i = 0; i < n; ++i) x[i] = static_cast<float>(static_cast<double>(x[i]) * s);
 }
+// sum_i a[i] * b[i], accumulated in double.
+inline double Dot(const float* a, const float* b, size_t n) {
+  double s = 0.0;
+  for (size_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * b[i];
+  return s;
+}
+// y += alpha * x, each element rounded once from double.
+inline void Axpy(float alpha, const float* x, float* y, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<double>(y[i]) + static_cast<double>(alpha) * x[i]);
+}
 
 // g = sigmoid(bias[c]); out = state * g + y * (1 - g). state, y, out: (rows, d); out may alias
 // state.

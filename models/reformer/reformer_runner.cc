@@ -85,7 +85,7 @@ void Activate(Activation act, float* x, size_t n) {
   }
 }
 
-double Dot(const float* a, const float* b, int n) {
+double DotD(const float* a, const float* b, int n) {
   double s = 0.0;
   for (int i = 0; i < n; ++i) s += static_cast<double>(a[i]) * b[i];
   return s;
@@ -94,38 +94,55 @@ double Dot(const float* a, const float* b, int n) {
 // LSH key of a raw shared query/key: x * rsqrt(mean(x^2) + 1e-6) / sqrt(dh) (trainer's
 // NormalizeKeys), i.e. about unit length.
 void NormalizeKey(const float* x, int dh, float* out) {
-  const double ms = Dot(x, x, dh) / dh;
+  const double ms = DotD(x, x, dh) / dh;
   const double inv = 1.0 / std::sqrt(ms + 1e-6) / std::sqrt(static_cast<double>(dh));
   for (int i = 0; i < dh; ++i) out[i] = static_cast<float>(x[i] * inv);
 }
 
-// One query's softmax average over keys with the given logits: o (dh) = sum_j p_j v_j.
-// Returns logsumexp(logits). values[j] points to key j's dh floats.
-double Attend(const std::vector<double>& logits, const std::vector<const float*>& values, int dh, double* o) {
-  double mx = -INFINITY;
-  for (double l : logits) mx = std::max(mx, l);
+// One query's softmax average over n keys with the given logits: o (dh) = sum_j p_j v_j, the
+// weighted sum in float (cpu::WeightedSumRows), max, sum and lse in double. values[j] points to
+// key j's dh floats. Overwrites logits with exp(logit - max). Returns logsumexp(logits).
+double Attend(float* logits, const float* const* values, int64_t n, int dh, float* o) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, logits[j]);
   double sum = 0.0;
-  std::fill(o, o + dh, 0.0);
-  for (size_t j = 0; j < logits.size(); ++j) {
-    const double p = std::exp(logits[j] - mx);
+  for (int64_t j = 0; j < n; ++j) {
+    const double p = std::exp(static_cast<double>(logits[j]) - mx);
     sum += p;
-    for (int i = 0; i < dh; ++i) o[i] += p * values[j][i];
+    logits[j] = static_cast<float>(p);
   }
-  for (int i = 0; i < dh; ++i) o[i] /= sum;
+  cpu::WeightedSumRows(logits, values, n, dh, o);
+  cpu::Scale(o, dh, static_cast<float>(1.0 / sum));
   return mx + std::log(sum);
 }
 
-// o = sum_r softmax_r(lse_r) * o_r over nh rounds; o_r: (nh, dh) doubles.
-void CombineRounds(const double* lse, const double* o_r, int nh, int dh, float* out) {
+// o = sum_r softmax_r(lse_r) * o_r over nh rounds; o_r: (nh, dh).
+void CombineRounds(const double* lse, const float* o_r, int nh, int dh, float* out) {
   double mx = -INFINITY;
   for (int r = 0; r < nh; ++r) mx = std::max(mx, lse[r]);
   double total = 0.0;
   for (int r = 0; r < nh; ++r) total += std::exp(lse[r] - mx);
-  for (int i = 0; i < dh; ++i) {
-    double acc = 0.0;
-    for (int r = 0; r < nh; ++r) acc += std::exp(lse[r] - mx) / total * o_r[r * dh + i];
-    out[i] = static_cast<float>(acc);
-  }
+  std::fill(out, out + dh, 0.0f);
+  for (int r = 0; r < nh; ++r) cpu::Axpy(static_cast<float>(std::exp(lse[r] - mx) / total), o_r + r * dh, out, dh);
+}
+
+// Per-thread work buffers of the per-sequence attention (decode runs on the pool's threads),
+// grown on demand: no allocation per call once warm.
+struct AttendScratch {
+  std::vector<float> logits, o, kv;
+  std::vector<const float*> keys, values;
+  std::vector<int32_t> buckets, window;
+  std::vector<double> lse;
+};
+AttendScratch& ThreadAttendScratch() {
+  thread_local AttendScratch scratch;
+  return scratch;
+}
+
+// Prefetches the `bytes` from p (one request per 64-byte line) for reading.
+inline void PrefetchLines(const float* p, size_t bytes) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 3);
 }
 
 }  // namespace
@@ -356,7 +373,8 @@ void ReformerRunner::Hash(int layer, const float* qk, int32_t* buckets) const {
   const ReformerConfig& r = config_.reformer;
   const int H = config_.num_heads, dh = config_.head_dim, nh = r.num_hashes, half = r.rotation_size() / 2;
   const float* rot = weights_->layer(layer).rotations;  // (H, dh, nh, half)
-  std::vector<double> y(half);
+  thread_local std::vector<double> y;  // decode runs on the pool's threads
+  y.resize(half);
   for (int h = 0; h < H; ++h) {
     const float* x = qk + h * dh;
     for (int rr = 0; rr < nh; ++rr) {
@@ -459,19 +477,17 @@ void ReformerRunner::PrefillLsh(int layer, ReformerSequenceState* state, const f
   if (L <= c) {
     // One chunk: plain causal attention with the self mask, no rounds.
     ParallelFor(L, 8, [&](int64_t begin, int64_t end) {
-      std::vector<double> logits, o(dh);
-      std::vector<const float*> values;
+      std::vector<float> logits(L);
+      std::vector<const float*> keys(L), values(L);
       for (int64_t t = begin; t < end; ++t) {
         for (int h = 0; h < H; ++h) {
-          logits.clear();
-          values.clear();
-          const float* q = qk + t * A + h * dh;
           for (int64_t j = 0; j <= t; ++j) {
-            logits.push_back(j == t ? kSelfMaskValue : Dot(q, khat(j, h), dh));
-            values.push_back(value(j, h));
+            keys[j] = khat(j, h);
+            values[j] = value(j, h);
           }
-          Attend(logits, values, dh, o.data());
-          for (int i = 0; i < dh; ++i) out[t * A + h * dh + i] = static_cast<float>(o[i]);
+          cpu::DotRows(qk + t * A + h * dh, keys.data(), t, dh, logits.data());
+          logits[t] = kSelfMaskValue;
+          Attend(logits.data(), values.data(), t + 1, dh, out + t * A + h * dh);
         }
       }
     });
@@ -493,9 +509,10 @@ void ReformerRunner::PrefillLsh(int layer, ReformerSequenceState* state, const f
     // The rounds are combined on the fly (slots come round by round): per position the
     // largest lse so far, sum_r exp(lse_r - max) and sum_r exp(lse_r - max) * o_r, which is
     // softmax_r(lse_r) weighting without holding every round's output.
-    std::vector<double> run_max(L), run_sum(L), run_acc(L * dh), o(dh);
-    std::vector<double> logits;
-    std::vector<const float*> values;
+    std::vector<double> run_max(L), run_sum(L), run_acc(L * dh);
+    std::vector<float> logits, o(dh);
+    std::vector<const float*> keys, values;
+    std::vector<int64_t> selves;
     std::vector<int32_t> order(L);
     for (int64_t h = h_begin; h < h_end; ++h) {
       for (int rr = 0; rr < nh; ++rr) {
@@ -513,19 +530,25 @@ void ReformerRunner::PrefillLsh(int layer, ReformerSequenceState* state, const f
         const int32_t t = slot_pos[g];
         if (t < 0) continue;  // a pad query: dropped
         const float* q = qk + t * A + h * dh;
-        logits.clear();
+        keys.clear();
         values.clear();
+        selves.clear();  // the query's own slots (more than one where the rounds wrap into each other)
         const int64_t chunk = g / c;
         for (int64_t back = nb; back >= 0; --back) {
           const int64_t kc = ((chunk - back) % num_chunks + num_chunks) % num_chunks;
           for (int64_t ks = kc * c; ks < (kc + 1) * c; ++ks) {
             const int32_t p = slot_pos[ks];
             if (p < 0 || p > t) continue;
-            logits.push_back(p == t ? kSelfMaskValue : Dot(q, khat(p, static_cast<int>(h)), dh));
+            if (p == t) selves.push_back(static_cast<int64_t>(keys.size()));
+            keys.push_back(khat(p, static_cast<int>(h)));
             values.push_back(value(p, static_cast<int>(h)));
           }
         }
-        const double lse = Attend(logits, values, dh, o.data());
+        const int64_t n = static_cast<int64_t>(keys.size());
+        logits.resize(n);
+        cpu::DotRows(q, keys.data(), n, dh, logits.data());
+        for (int64_t k : selves) logits[k] = kSelfMaskValue;
+        const double lse = Attend(logits.data(), values.data(), n, dh, o.data());
         double* acc = &run_acc[t * dh];
         if (lse > run_max[t]) {
           const double rescale = std::exp(run_max[t] - lse);  // 0 for the first round
@@ -555,19 +578,17 @@ void ReformerRunner::PrefillLocal(int layer, ReformerSequenceState* state, const
   // Position t attends to [c_l * (t / c_l - nb), t] clipped at 0: its chunk and the nb before
   // (padding, if any, comes after every real position and is never seen).
   ParallelFor(L, 8, [&](int64_t begin, int64_t end) {
-    std::vector<double> logits, o(dh);
-    std::vector<const float*> values;
+    std::vector<float> logits(cl * (1 + nb));
+    std::vector<const float*> keys(logits.size()), values(logits.size());
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t first = std::max<int64_t>(0, cl * (t / cl - nb));
+      const int64_t first = std::max<int64_t>(0, cl * (t / cl - nb)), n = t + 1 - first;
       for (int h = 0; h < H; ++h) {
-        logits.clear();
-        values.clear();
         for (int64_t j = first; j <= t; ++j) {
-          logits.push_back(Dot(q + t * A + h * dh, &ks[j * A + h * dh], dh));
-          values.push_back(v + j * A + h * dh);
+          keys[j - first] = &ks[j * A + h * dh];
+          values[j - first] = v + j * A + h * dh;
         }
-        Attend(logits, values, dh, o.data());
-        for (int i = 0; i < dh; ++i) out[t * A + h * dh + i] = static_cast<float>(o[i]);
+        cpu::DotRows(q + t * A + h * dh, keys.data(), n, dh, logits.data());
+        Attend(logits.data(), values.data(), n, dh, out + t * A + h * dh);
       }
     }
   });
@@ -591,45 +612,77 @@ void ReformerRunner::DecodeLsh(int layer, ReformerSequenceState* state, const fl
   const int64_t A = config_.attn_dim(), c = r.lsh_chunk_length;
   const int64_t W = c * (1 + r.lsh_num_chunks_before);
   const int64_t L = state->position(), n = L + 1;
-  std::vector<float> kv(2 * A);
-  std::vector<int32_t> buckets(H * nh);
-  for (int h = 0; h < H; ++h) NormalizeKey(qk + h * dh, dh, &kv[h * dh]);
-  std::memcpy(&kv[A], v, A * sizeof(float));
-  Hash(layer, qk, buckets.data());
+  AttendScratch& s = ThreadAttendScratch();
+  Resize(s.kv, 2 * A);
+  s.buckets.resize(H * nh);
+  for (int h = 0; h < H; ++h) NormalizeKey(qk + h * dh, dh, &s.kv[h * dh]);
+  std::memcpy(&s.kv[A], v, A * sizeof(float));
+  Hash(layer, qk, s.buckets.data());
   if (n > c) state->EnsureIndex(layer);  // before appending: the index then gets the token too
-  state->AppendLsh(layer, kv.data(), buckets.data());
-  const ReformerLayerCache& cache = state->layer(layer);
-  std::vector<double> logits, lse(nh), o_r(nh * dh);
-  std::vector<const float*> values;
-  std::vector<int32_t> window(W);
+  state->AppendLsh(layer, s.kv.data(), s.buckets.data());
+  const float* cache = state->layer(layer).kv.data();  // (n, 2A): [k̂ | v] per token
+  auto khat = [&](int64_t p, int h) { return cache + p * 2 * A + h * dh; };
+  auto value = [&](int64_t p, int h) { return cache + p * 2 * A + A + h * dh; };
+
+  if (n <= c) {
+    // Within one chunk: plain attention over every token (as the full forward).
+    Resize(s.logits, n);
+    s.keys.resize(n);
+    s.values.resize(n);
+    for (int h = 0; h < H; ++h) {
+      for (int64_t p = 0; p < n; ++p) {
+        s.keys[p] = khat(p, h);
+        s.values[p] = value(p, h);
+      }
+      cpu::DotRows(qk + h * dh, s.keys.data(), n - 1, dh, s.logits.data());
+      s.logits[L] = kSelfMaskValue;
+      Attend(s.logits.data(), s.values.data(), n, dh, out + h * dh);
+    }
+    return;
+  }
+
+  // Every (head, round)'s window first: the new token is the last of its bucket, so its sorted
+  // rank is #{buckets <= b} - 1 over the n tokens; the window is the W slots from
+  // (rank / c - nb) * c, wrapping within the round.
+  const ReformerLayerCache& lc = state->layer(layer);
+  const int HR = H * nh;
+  s.window.resize(HR * W);
+  for (int hr = 0; hr < HR; ++hr) {
+    const LshBucketIndex& index = lc.index[hr];
+    const int64_t rank = index.CountAtMost(s.buckets[hr]) - 1;
+    index.Window((rank / c - r.lsh_num_chunks_before) * c, W, &s.window[hr * W]);
+  }
+  // The windows' rows lie scattered over the cache (DRAM at long contexts). The key reads of
+  // the logits are independent of each other, so out-of-order execution overlaps their misses
+  // (prefetching the keys ahead measured no faster); the window's values are prefetched in
+  // groups while the logits are computed, so that they arrive before the weighted sum.
+  constexpr int64_t kGroup = 16;
+  const size_t row_bytes = dh * sizeof(float);
+  Resize(s.logits, W);
+  Resize(s.o, nh * dh);
+  s.keys.resize(W);
+  s.values.resize(W);
+  s.lse.resize(nh);
   for (int h = 0; h < H; ++h) {
     const float* q = qk + h * dh;
-    auto add_key = [&](int64_t p) {
-      const float* row = cache.kv.data() + p * 2 * A;
-      logits.push_back(p == L ? kSelfMaskValue : Dot(q, row + h * dh, dh));
-      values.push_back(row + A + h * dh);
-    };
-    if (n <= c) {
-      // Within one chunk: plain attention over every token (as the full forward).
-      logits.clear();
-      values.clear();
-      for (int64_t p = 0; p < n; ++p) add_key(p);
-      Attend(logits, values, dh, o_r.data());
-      for (int i = 0; i < dh; ++i) out[h * dh + i] = static_cast<float>(o_r[i]);
-      continue;
-    }
     for (int rr = 0; rr < nh; ++rr) {
-      // The new token is the last of its bucket: sorted index s = #{buckets <= b} - 1 over the
-      // n tokens; the window is the W slots from (s / c - nb) * c, wrapping within the round.
-      const LshBucketIndex& index = cache.index[h * nh + rr];
-      const int64_t s = index.CountAtMost(buckets[h * nh + rr]) - 1;
-      index.Window((s / c - r.lsh_num_chunks_before) * c, W, window.data());
-      logits.clear();
-      values.clear();
-      for (int64_t k = 0; k < W; ++k) add_key(window[k]);
-      lse[rr] = Attend(logits, values, dh, &o_r[rr * dh]);
+      const int64_t base = (h * nh + rr) * W;
+      const int32_t* window = &s.window[base];
+      for (int64_t k = 0; k < W; ++k) {
+        s.keys[k] = khat(window[k], h);
+        s.values[k] = value(window[k], h);
+      }
+      for (int64_t k0 = 0; k0 < W; k0 += kGroup) {
+        const int64_t k1 = std::min(W, k0 + kGroup);
+        for (int64_t k = k0; k < k1; ++k) PrefetchLines(s.values[k], row_bytes);
+        cpu::DotRows(q, &s.keys[k0], k1 - k0, dh, &s.logits[k0]);
+      }
+      for (int64_t k = 0; k < W; ++k) {
+        if (window[k] == L) s.logits[k] = kSelfMaskValue;
+      }
+      s.lse[rr] = Attend(s.logits.data(), s.values.data(), W, dh, &s.o[rr * dh]);
     }
-    CombineRounds(lse.data(), o_r.data(), nh, dh, out + h * dh);
+    CombineRounds(s.lse.data(), s.o.data(), nh, dh, out + h * dh);
   }
 }
 
@@ -646,18 +699,19 @@ void ReformerRunner::DecodeLocal(int layer, ReformerSequenceState* state, const 
   std::memcpy(row + A, v, A * sizeof(float));
   // Positions [c_l * (L / c_l - nb), L] clipped at 0: at most R of them, all in the ring.
   const int64_t first = std::max<int64_t>(0, cl * (L / cl - r.local_num_chunks_before));
-  std::vector<double> logits, o(dh);
-  std::vector<const float*> values;
+  const int64_t n = L + 1 - first;
+  AttendScratch& s = ThreadAttendScratch();
+  Resize(s.logits, n);
+  s.keys.resize(n);
+  s.values.resize(n);
   for (int h = 0; h < H; ++h) {
-    logits.clear();
-    values.clear();
     for (int64_t p = first; p <= L; ++p) {
       const float* kr = ring + (p % R) * 2 * A;
-      logits.push_back(Dot(q + h * dh, kr + h * dh, dh));
-      values.push_back(kr + A + h * dh);
+      s.keys[p - first] = kr + h * dh;
+      s.values[p - first] = kr + A + h * dh;
     }
-    Attend(logits, values, dh, o.data());
-    for (int i = 0; i < dh; ++i) out[h * dh + i] = static_cast<float>(o[i]);
+    cpu::DotRows(q + h * dh, s.keys.data(), n, dh, s.logits.data());
+    Attend(s.logits.data(), s.values.data(), n, dh, out + h * dh);
   }
 }
 
@@ -719,13 +773,14 @@ void ReformerRunner::DecodeBatch(const std::vector<const StepItem*>& items) {
   }
   if (s.rows.empty()) return;
   const size_t R = s.rows.size();
-  std::vector<float> x1(R * d), x2(R * d);
-  for (size_t r = 0; r < R; ++r) {
-    std::memcpy(&x1[r * d], &s.x1[s.rows[r] * d], d * sizeof(float));
-    std::memcpy(&x2[r * d], &s.x2[s.rows[r] * d], d * sizeof(float));
+  if (R < B) {  // compact the rows in place (rows[r] >= r)
+    for (size_t r = 0; r < R; ++r) {
+      std::memmove(&s.x1[r * d], &s.x1[s.rows[r] * d], d * sizeof(float));
+      std::memmove(&s.x2[r * d], &s.x2[s.rows[r] * d], d * sizeof(float));
+    }
   }
   Resize(s.logits, R * V);
-  Logits(x1.data(), x2.data(), R, s.logits.data(), /*decode=*/true);
+  Logits(s.x1.data(), s.x2.data(), R, s.logits.data(), /*decode=*/true);
   for (size_t r = 0; r < R; ++r) {
     std::memcpy(items[s.rows[r]]->logits_out, &s.logits[r * V], V * sizeof(float));
   }

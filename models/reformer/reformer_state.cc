@@ -56,16 +56,30 @@ int32_t LshBucketIndex::At(int64_t rank) const {
   return lists_[b][within];
 }
 
+// Window: empty buckets skipped by scanning before falling back to a Fenwick descent.
+constexpr int kScanBuckets = 8;
+
 void LshBucketIndex::Window(int64_t start, int64_t count, int32_t* out) const {
   BS_CHECK(size_ > 0);
   int64_t rank = ((start % size_) + size_) % size_;
   int64_t within = 0;
   int b = Find(rank, &within);
+  const int n = num_buckets();
   for (int64_t k = 0; k < count; ++k) {
     out[k] = lists_[b][within];
     rank = rank + 1 == size_ ? 0 : rank + 1;
-    // Past the end of this bucket: the next rank (possibly wrapped to 0) is in another one.
-    if (++within == static_cast<int64_t>(lists_[b].size())) b = Find(rank, &within);
+    // Past the end of this bucket: the next rank is in the next non-empty bucket, or, wrapped
+    // to 0, in the first one. A short forward scan finds it (the next bucket, mostly, once
+    // buckets hold several tokens); a Fenwick descent otherwise.
+    if (++within == static_cast<int64_t>(lists_[b].size())) {
+      within = 0;
+      int next = b + 1;
+      if (rank != 0) {
+        const int scan_end = std::min(n, b + 1 + kScanBuckets);
+        while (next < scan_end && lists_[next].empty()) ++next;
+      }
+      b = rank != 0 && next < n && !lists_[next].empty() ? next : Find(rank, &within);
+    }
   }
 }
 
