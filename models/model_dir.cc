@@ -1,10 +1,12 @@
 // OpenModelDir and the checkpoint-vs-config validation.
 #include "models/model_dir.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/fnv.h"
 #include "base/status.h"
 #include "models/checkpoint_layout.h"
 
@@ -59,6 +61,20 @@ absl::StatusOr<ModelDir> OpenModelDir(const std::string& path, bool load_tokeniz
     }
   }
   return dir;
+}
+
+std::string ModelFingerprint(absl::string_view prefix, const ModelConfig& config, const SafetensorsFile& weights) {
+  uint64_t hash = kFnvOffset;
+  auto mix = [&hash](const void* data, size_t n) { hash = Fnv1a(hash, data, n); };
+  const std::string json = ModelConfigToJson(config);
+  mix(json.data(), json.size());
+  for (const std::string& name : weights.names()) {
+    mix(name.data(), name.size());
+    const ConstTensorView view = *weights.Get(name);
+    mix(view.shape.data(), view.shape.size() * sizeof(int64_t));
+    mix(view.data, std::min<size_t>(view.num_bytes(), 256));
+  }
+  return absl::StrCat(prefix, absl::Hex(hash, absl::kZeroPad16));
 }
 
 }  // namespace blockserve

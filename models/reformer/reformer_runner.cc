@@ -11,11 +11,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
-#include "base/fnv.h"
 #include "base/status.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/gemm.h"
 #include "models/checkpoint_layout.h"
+#include "models/model_dir.h"
 
 namespace blockserve {
 namespace {
@@ -25,21 +25,6 @@ using engine::StepItem;
 
 // Mask values of the trainer (HF's fp32 path), applied by replacement.
 constexpr double kSelfMaskValue = -1e5;
-
-// FNV-1a over the config and, per tensor, its name, shape and first bytes.
-std::string Fingerprint(const ModelConfig& config, const SafetensorsFile& file) {
-  uint64_t hash = kFnvOffset;
-  auto mix = [&hash](const void* data, size_t n) { hash = Fnv1a(hash, data, n); };
-  const std::string json = ModelConfigToJson(config);
-  mix(json.data(), json.size());
-  for (const std::string& name : file.names()) {
-    mix(name.data(), name.size());
-    const ConstTensorView view = *file.Get(name);
-    mix(view.shape.data(), view.shape.size() * sizeof(int64_t));
-    mix(view.data, std::min<size_t>(view.num_bytes(), 256));
-  }
-  return absl::StrCat("reformer-", absl::Hex(hash, absl::kZeroPad16));
-}
 
 // Rows of `w` per pool task: at least `min_rows`, and enough multiply-adds (about 256K) that
 // waking a worker does not cost more than it saves on small models.
@@ -172,7 +157,7 @@ absl::StatusOr<std::unique_ptr<ReformerRunner>> ReformerRunner::Create(const Mod
   }
   std::unique_ptr<ReformerRunner> r(new ReformerRunner());
   r->config_ = config;
-  r->fingerprint_ = Fingerprint(config, *weights);
+  r->fingerprint_ = ModelFingerprint("reformer-", config, *weights);
   ASSIGN_OR_RETURN(r->weights_, ReformerWeights::Load(config, std::move(weights), options.weight_dtype));
   r->shape_ = ReformerStateShape::For(config);
   int threads = options.num_threads > 0 ? options.num_threads : static_cast<int>(std::thread::hardware_concurrency());
