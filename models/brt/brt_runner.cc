@@ -4,16 +4,14 @@
 
 #include <algorithm>
 #include <cstring>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "base/status.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/elementwise.h"
-#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/rms_norm.h"
-#include "models/checkpoint_layout.h"
+#include "models/cpu_runner_common.h"
 #include "models/model_dir.h"
 
 namespace blockserve {
@@ -23,13 +21,6 @@ using engine::SequenceState;
 using engine::StepItem;
 
 int64_t Mod(int64_t a, int64_t n) { return ((a % n) + n) % n; }
-
-// Rows of `w` per pool task: at least `min_rows`, and enough multiply-adds (about 256K) that
-// waking a worker (tens of microseconds) does not cost more than it saves on small models.
-int64_t MinRowsPerTask(const WeightMatrix& w, size_t batch, int64_t min_rows) {
-  const int64_t per_row = std::max<int64_t>(1, w.cols * static_cast<int64_t>(batch));
-  return std::max<int64_t>(min_rows, (int64_t{1} << 18) / per_row);
-}
 
 // Attention of m query rows (stride q_stride) against num_keys rows of a k/v buffer of kv_rows
 // rows (ring indices), query i starting at row first + i * step; all of width H = h * kd.
@@ -83,12 +74,7 @@ absl::StatusOr<std::unique_ptr<BrtRunner>> BrtRunner::Create(const ModelConfig& 
   r->fingerprint_ = ModelFingerprint("brt-", config, *weights);
   ASSIGN_OR_RETURN(r->weights_, BrtWeights::Load(config, std::move(weights), options.weight_dtype));
   r->layout_ = BrtStateLayout::For(config);
-  int threads = options.num_threads > 0 ? options.num_threads : static_cast<int>(std::thread::hardware_concurrency());
-  threads = std::max(1, threads);
-  // ParallelFor runs on the workers and the calling thread.
-  if (threads > 1) r->pool_ = std::make_unique<ThreadPool>(threads - 1);
-  // GEMMs are split over the pool; BLAS's own threads would spin against it.
-  cpu::SetBlasThreads(1);
+  r->pool_ = PooledMatmul(options.num_threads);
   r->scratch_ = std::make_unique<Scratch>();
 
   r->fresh_state_.assign(r->layout_.num_floats, 0.0f);
@@ -101,23 +87,13 @@ absl::StatusOr<std::unique_ptr<BrtRunner>> BrtRunner::Create(const ModelConfig& 
     r->ProjectState(i, c, r->fresh_state_.data() + l.state_k, r->fresh_state_.data() + l.state_v);
   }
 
+  r->info_ = CpuModelInfo(config, name, options.weight_dtype);
   engine::ModelInfo& info = r->info_;
   info.family = "brt";
-  info.name = name;
-  info.vocab_size = config.vocab_size;
-  info.pad_id = config.pad_id;
-  info.unk_id = config.unk_id;
-  info.bos_id = config.bos_id;
-  info.eos_id = config.eos_id;
   info.block_size = config.brt.window;
   info.max_position = -1;
   info.state_bytes = r->NewState()->byte_size();
   info.constant_state = true;
-  info.num_parameters = CountParameters(config);
-  info.d_model = config.d_model;
-  info.num_layers = config.num_layers;
-  info.weight_dtype = std::string(WeightDTypeName(options.weight_dtype));
-  info.device = "cpu";
   return r;
 }
 
@@ -150,29 +126,13 @@ absl::StatusOr<std::unique_ptr<SequenceState>> BrtRunner::DeserializeState(absl:
 }
 
 absl::Status BrtRunner::Execute(absl::Span<const StepItem> items) {
-  // A step holds a few dozen items: a linear scan finds repeated states without allocating.
   std::vector<const void*>& seen = scratch_->seen;
   seen.clear();
   for (size_t i = 0; i < items.size(); ++i) {
     const StepItem& item = items[i];
     const auto* state = dynamic_cast<const BrtSequenceState*>(item.state);
-    if (state == nullptr || state->owner() != this) {
-      return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": the state was not made by this runner"));
-    }
-    if (std::find(seen.begin(), seen.end(), state) != seen.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": the same state appears twice in one step"));
-    }
-    seen.push_back(state);
-    if (item.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": no tokens"));
-    for (size_t t = 0; t < item.tokens.size(); ++t) {
-      if (item.tokens[t] < 0 || item.tokens[t] >= config_.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": token ", t, " is ", item.tokens[t],
-                                                       ", outside the vocabulary [0, ", config_.vocab_size, ")"));
-      }
-    }
-    if (item.logits != StepItem::Logits::kNone && item.logits_out == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": logits requested without a buffer"));
-    }
+    RETURN_IF_ERROR(CheckStepItem(item, i, state != nullptr && state->owner() == this ? state : nullptr,
+                                  config_.vocab_size, &seen));
   }
   std::vector<const StepItem*> decode;
   for (const StepItem& item : items) {
@@ -185,36 +145,15 @@ absl::Status BrtRunner::Execute(absl::Span<const StepItem> items) {
   return absl::OkStatus();
 }
 
-void BrtRunner::ParallelFor(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
-  if (pool_ == nullptr) {
-    if (n > 0) fn(0, n);
-    return;
-  }
-  pool_->ParallelFor(n, min_chunk, fn);
-}
-
-void BrtRunner::Gemm(const WeightMatrix& w, const float* x, size_t m, float* y) {
-  ParallelFor(w.rows, MinRowsPerTask(w, m, 64), [&](int64_t begin, int64_t end) {
-    w.Gemm(x, m, y, static_cast<size_t>(begin), static_cast<size_t>(end));
-  });
-}
-
-void BrtRunner::MatVec(const WeightMatrix& w, const float* x, size_t batch, float* y) {
-  // Chunks of at least 32 rows keep the pool's overhead small next to the row reads.
-  ParallelFor(w.rows, MinRowsPerTask(w, batch, 32), [&](int64_t begin, int64_t end) {
-    w.MatVec(x, batch, y, static_cast<size_t>(begin), static_cast<size_t>(end));
-  });
-}
-
 void BrtRunner::Logits(const float* x, size_t rows, float* out, bool decode) {
   const size_t d = config_.d_model, V = config_.vocab_size;
   Scratch& s = *scratch_;
   Resize(s.xn, rows * d);
   cpu::RmsNorm(x, weights_->final_norm(), rows, d, config_.norm_eps, s.xn.data());
   if (decode || rows == 1 || weights_->dtype() == WeightDType::kBF16) {
-    MatVec(weights_->embed(), s.xn.data(), rows, out);
+    pool_.MatVec(weights_->embed(), s.xn.data(), rows, out);
   } else {
-    Gemm(weights_->embed(), s.xn.data(), rows, out);
+    pool_.Gemm(weights_->embed(), s.xn.data(), rows, out);
   }
   cpu::Scale(out, rows * V, weights_->logit_scale());
 }
@@ -263,13 +202,13 @@ void BrtRunner::ForwardChunk(BrtSequenceState* state, const int32_t* tokens, int
     float* ring_k = state->at(SL.ring_k);
     float* ring_v = state->at(SL.ring_v);
     cpu::RmsNorm(s.x.data(), L.attn_norm, m, d, c.norm_eps, s.xn.data());
-    Gemm(L.q, s.xn.data(), m, s.q.data());
-    Gemm(L.k, s.xn.data(), m, s.k.data());
-    Gemm(L.v, s.xn.data(), m, s.v.data());
+    pool_.Gemm(L.q, s.xn.data(), m, s.q.data());
+    pool_.Gemm(L.k, s.xn.data(), m, s.k.data());
+    pool_.Gemm(L.v, s.xn.data(), m, s.v.data());
     cpu::NormalizeHeads(s.q.data(), m, H, h, kd);
     cpu::NormalizeHeads(s.k.data(), m, H, h, kd);
     if (L.recurrent) {
-      Gemm(L.q2, s.xn.data(), m, s.q2.data());
+      pool_.Gemm(L.q2, s.xn.data(), m, s.q2.data());
       cpu::NormalizeHeads(s.q2.data(), m, H, h, kd);
     }
     // Keys in time order: the W tokens before the chunk (zero before the document start), then
@@ -289,7 +228,7 @@ void BrtRunner::ForwardChunk(BrtSequenceState* state, const int32_t* tokens, int
       cross = Heads(c, s.q2.data(), H, state->at(SL.state_k), state->at(SL.state_v), S, m, S, 0, 0, nullptr,
                     L.scale2, s.attn.data() + H, width);
     }
-    ParallelFor(m, 4, [&](int64_t begin, int64_t end) {
+    pool_.ParallelFor(m, 4, [&](int64_t begin, int64_t end) {
       cpu::Attention(self, begin, end);
       if (L.recurrent) cpu::Attention(cross, begin, end);
     });
@@ -298,12 +237,12 @@ void BrtRunner::ForwardChunk(BrtSequenceState* state, const int32_t* tokens, int
       std::memcpy(ring_k + slot * H, &s.k[i * H], H * sizeof(float));
       std::memcpy(ring_v + slot * H, &s.v[i * H], H * sizeof(float));
     }
-    Gemm(L.out, s.attn.data(), m, s.tmp.data());
+    pool_.Gemm(L.out, s.attn.data(), m, s.tmp.data());
     cpu::AddInPlace(s.x.data(), s.tmp.data(), m * d);
     cpu::RmsNorm(s.x.data(), L.ffn_norm, m, d, c.norm_eps, s.xn.data());
-    Gemm(L.w1, s.xn.data(), m, s.hidden.data());
+    pool_.Gemm(L.w1, s.xn.data(), m, s.hidden.data());
     cpu::Relu(s.hidden.data(), m * F);
-    Gemm(L.w2, s.hidden.data(), m, s.tmp.data());
+    pool_.Gemm(L.w2, s.hidden.data(), m, s.tmp.data());
     cpu::AddInPlace(s.x.data(), s.tmp.data(), m * d);
     if (L.recurrent && (p0 + m) % static_cast<int64_t>(W) == 0) BlockEnd(state, li);
   }
@@ -346,16 +285,16 @@ void BrtRunner::DecodeBatch(const std::vector<const StepItem*>& items) {
     const int64_t R = SL.ring_rows;
     const size_t width = L.recurrent ? 2 * H : H;
     cpu::RmsNorm(s.x.data(), L.attn_norm, B, d, c.norm_eps, s.xn.data());
-    MatVec(L.q, s.xn.data(), B, s.q.data());
-    MatVec(L.k, s.xn.data(), B, s.k.data());
-    MatVec(L.v, s.xn.data(), B, s.v.data());
+    pool_.MatVec(L.q, s.xn.data(), B, s.q.data());
+    pool_.MatVec(L.k, s.xn.data(), B, s.k.data());
+    pool_.MatVec(L.v, s.xn.data(), B, s.v.data());
     cpu::NormalizeHeads(s.q.data(), B, H, h, kd);
     cpu::NormalizeHeads(s.k.data(), B, H, h, kd);
     if (L.recurrent) {
-      MatVec(L.q2, s.xn.data(), B, s.q2.data());
+      pool_.MatVec(L.q2, s.xn.data(), B, s.q2.data());
       cpu::NormalizeHeads(s.q2.data(), B, H, h, kd);
     }
-    ParallelFor(B, 1, [&](int64_t begin, int64_t end) {
+    pool_.ParallelFor(B, 1, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         BrtSequenceState* st = states[b];
         const int64_t p = st->position();
@@ -372,12 +311,12 @@ void BrtRunner::DecodeBatch(const std::vector<const StepItem*>& items) {
         std::memcpy(ring_v + slot * H, &s.v[b * H], H * sizeof(float));
       }
     });
-    MatVec(L.out, s.attn.data(), B, s.tmp.data());
+    pool_.MatVec(L.out, s.attn.data(), B, s.tmp.data());
     cpu::AddInPlace(s.x.data(), s.tmp.data(), B * d);
     cpu::RmsNorm(s.x.data(), L.ffn_norm, B, d, c.norm_eps, s.xn.data());
-    MatVec(L.w1, s.xn.data(), B, s.hidden.data());
+    pool_.MatVec(L.w1, s.xn.data(), B, s.hidden.data());
     cpu::Relu(s.hidden.data(), B * F);
-    MatVec(L.w2, s.hidden.data(), B, s.tmp.data());
+    pool_.MatVec(L.w2, s.hidden.data(), B, s.tmp.data());
     cpu::AddInPlace(s.x.data(), s.tmp.data(), B * d);
     if (L.recurrent) {
       for (size_t b = 0; b < B; ++b) {
@@ -416,9 +355,9 @@ void BrtRunner::ProjectState(int layer, const float* cstate, float* ks, float* v
   Resize(s.cn, S * d);
   cpu::RmsNorm(cstate, L.rec_norm, S, d, c.norm_eps, s.cn.data());
   cpu::AddInPlace(s.cn.data(), L.state_ids, S * d);
-  Gemm(L.rk, s.cn.data(), S, ks);
+  pool_.Gemm(L.rk, s.cn.data(), S, ks);
   cpu::NormalizeHeads(ks, S, H, c.num_heads, c.head_dim);
-  Gemm(L.rv, s.cn.data(), S, vs);
+  pool_.Gemm(L.rv, s.cn.data(), S, vs);
 }
 
 void BrtRunner::BlockEnd(BrtSequenceState* state, int layer) {
@@ -443,8 +382,8 @@ void BrtRunner::BlockEnd(BrtSequenceState* state, int layer) {
   // Queries of the state entering the block (its keys/values are already in the state).
   cpu::RmsNorm(cstate, L.rec_norm, S, d, c.norm_eps, s.cn.data());
   cpu::AddInPlace(s.cn.data(), L.state_ids, S * d);
-  Gemm(L.rq, s.cn.data(), S, s.qs.data());
-  Gemm(L.rq2, s.cn.data(), S, s.qs2.data());
+  pool_.Gemm(L.rq, s.cn.data(), S, s.qs.data());
+  pool_.Gemm(L.rq2, s.cn.data(), S, s.qs2.data());
   cpu::NormalizeHeads(s.qs.data(), S, H, h, kd);
   cpu::NormalizeHeads(s.qs2.data(), S, H, h, kd);
   // A = [state self-attention; state -> the 2W tokens of the previous and current block].
@@ -452,7 +391,7 @@ void BrtRunner::BlockEnd(BrtSequenceState* state, int layer) {
       Heads(c, s.qs.data(), H, ks, vs, S, S, S, 0, 0, nullptr, L.rscale, s.a.data(), 2 * H);
   const cpu::AttentionArgs cross = Heads(c, s.qs2.data(), H, state->at(SL.ring_k), state->at(SL.ring_v), 2 * W, S,
                                          2 * W, 0, 0, nullptr, L.rscale2, s.a.data() + H, 2 * H);
-  ParallelFor(S, 4, [&](int64_t begin, int64_t end) {
+  pool_.ParallelFor(S, 4, [&](int64_t begin, int64_t end) {
     cpu::Attention(self, begin, end);
     cpu::Attention(cross, begin, end);
   });
@@ -463,8 +402,8 @@ void BrtRunner::BlockEnd(BrtSequenceState* state, int layer) {
       cpu::GateFixed(old, y_out, g.bias, S, d, out);
       return;
     }
-    Gemm(g.forget, y_hidden, S, s.g1.data());
-    Gemm(g.input, y_hidden, S, s.g2.data());
+    pool_.Gemm(g.forget, y_hidden, S, s.g1.data());
+    pool_.Gemm(g.input, y_hidden, S, s.g2.data());
     for (size_t r = 0; r < S; ++r) {
       cpu::AddInPlace(&s.g1[r * d], g.forget_bias, d);
       cpu::AddInPlace(&s.g2[r * d], g.input_bias, d);
@@ -473,22 +412,22 @@ void BrtRunner::BlockEnd(BrtSequenceState* state, int layer) {
   };
   switch (c.brt.recurrent_variant) {
     case BrtRecurrentVariant::kSkip:
-      Gemm(L.rout, s.a.data(), S, s.y.data());
+      pool_.Gemm(L.rout, s.a.data(), S, s.y.data());
       gate(L.gate, cstate, s.y.data(), s.a.data(), cstate);
       break;
     case BrtRecurrentVariant::kDual:
-      Gemm(L.rout, s.a.data(), S, s.y.data());
+      pool_.Gemm(L.rout, s.a.data(), S, s.y.data());
       gate(L.gate, cstate, s.y.data(), s.a.data(), s.c1.data());
       cpu::RmsNorm(s.c1.data(), L.rffn_norm, S, d, c.norm_eps, s.cn.data());
-      Gemm(L.rw1, s.cn.data(), S, s.rh.data());
+      pool_.Gemm(L.rw1, s.cn.data(), S, s.rh.data());
       cpu::Relu(s.rh.data(), S * F);
-      Gemm(L.rw2, s.rh.data(), S, s.y.data());
+      pool_.Gemm(L.rw2, s.rh.data(), S, s.y.data());
       gate(L.ffn_gate, s.c1.data(), s.y.data(), s.rh.data(), cstate);
       break;
     case BrtRecurrentVariant::kSingle:
-      Gemm(L.rw1, s.a.data(), S, s.rh.data());
+      pool_.Gemm(L.rw1, s.a.data(), S, s.rh.data());
       cpu::Relu(s.rh.data(), S * F);
-      Gemm(L.rw2, s.rh.data(), S, s.y.data());
+      pool_.Gemm(L.rw2, s.rh.data(), S, s.y.data());
       cpu::Tanh(s.y.data(), S * d);
       gate(L.ffn_gate, cstate, s.y.data(), s.rh.data(), cstate);
       break;

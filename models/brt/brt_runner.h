@@ -2,18 +2,17 @@
 #ifndef BLOCKSERVE_MODELS_BRT_BRT_RUNNER_H_
 #define BLOCKSERVE_MODELS_BRT_BRT_RUNNER_H_
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "base/safetensors.h"
-#include "base/thread_pool.h"
 #include "engine/api/model_runner.h"
 #include "models/brt/brt_state.h"
 #include "models/brt/brt_weights.h"
 #include "models/model_config.h"
+#include "models/pooled_matmul.h"
 
 namespace blockserve {
 
@@ -58,12 +57,6 @@ class BrtRunner final : public engine::ModelRunner {
   void BlockEnd(BrtSequenceState* state, int layer);
   // cn = RMSNorm(C) + state IDs; Ks = normalize(cn Wk_s); Vs = cn Wv_s.
   void ProjectState(int layer, const float* c, float* ks, float* vs);
-  // fn over [0, n) split across the pool (inline without one).
-  void ParallelFor(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
-  // y (m, rows) = x @ W^T (BLAS) with the weight rows split over the pool.
-  void Gemm(const WeightMatrix& w, const float* x, size_t m, float* y);
-  // y (batch, rows) = x @ W^T with the weight rows split over the pool.
-  void MatVec(const WeightMatrix& w, const float* x, size_t batch, float* y);
   // out (rows, V) = final norm, tied head, 1/divisor. `decode`: always the batched GEMV, whose
   // rows do not depend on the batch (prefill may use BLAS for many rows).
   void Logits(const float* x, size_t rows, float* out, bool decode);
@@ -74,7 +67,7 @@ class BrtRunner final : public engine::ModelRunner {
   std::vector<float> fresh_state_;  // the document-start state (initial C and its K/V)
   engine::ModelInfo info_;
   std::string fingerprint_;  // the model (config and weights) in state snapshots
-  std::unique_ptr<ThreadPool> pool_;  // null when running on one thread
+  PooledMatmul pool_;  // weight products and parallel loops
   std::unique_ptr<Scratch> scratch_;
 };
 

@@ -5,10 +5,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "base/check.h"
 #include "base/safetensors.h"
 #include "base/status.h"
 #include "base/tensor.h"
+#include "models/state_snapshot.h"
 
 namespace blockserve {
 namespace {
@@ -73,43 +73,17 @@ std::string SerializeBrtState(const ModelConfig& config, const BrtSequenceState&
   for (const Part& part : Parts(config, state.layout())) {
     tensors.emplace_back(part.name, ConstTensorView(DType::kF32, part.shape, state.at(part.offset)));
   }
-  const std::map<std::string, std::string> metadata = {
-      {"format", kStateFormat},
-      {"format_version", kStateFormatVersion},
-      {"position", absl::StrCat(state.position())},
-      {"model", model_fingerprint}};
-  absl::StatusOr<std::string> bytes = SerializeSafetensors(tensors, metadata);
-  // Only malformed names or views fail, and ours are fixed and valid.
-  BS_CHECK_MSG(bytes.ok(), bytes.status().ToString().c_str());
-  return *std::move(bytes);
+  return SerializeStateSnapshot(tensors, kStateFormat, kStateFormatVersion, state.position(), model_fingerprint);
 }
 
 absl::Status DeserializeBrtState(const ModelConfig& config, absl::string_view bytes,
                                  const std::string& model_fingerprint, BrtSequenceState* state) {
-  auto file_or = SafetensorsFile::FromBuffer(std::string(bytes), "state snapshot");
-  if (!file_or.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("not a BRT state snapshot: ", file_or.status().message()));
-  }
-  const SafetensorsFile& file = **file_or;
-  const auto& meta = file.metadata();
-  auto get = [&](const char* key) -> std::string {
-    auto it = meta.find(key);
-    return it == meta.end() ? "" : it->second;
-  };
-  if (get("format") != kStateFormat) {
-    return absl::InvalidArgumentError(absl::StrCat("not a BRT state snapshot (format '", get("format"), "')"));
-  }
-  if (get("format_version") != kStateFormatVersion) {
-    return absl::InvalidArgumentError(absl::StrCat("BRT state snapshot format_version '", get("format_version"),
-                                                   "' is not supported (this build reads ", kStateFormatVersion, ")"));
-  }
-  if (get("model") != model_fingerprint) {
-    return absl::FailedPreconditionError(absl::StrCat("the snapshot belongs to model ", get("model"),
-                                                      ", not to the loaded model ", model_fingerprint));
-  }
+  ASSIGN_OR_RETURN(StateSnapshot snapshot,
+                   OpenStateSnapshot(bytes, "BRT", kStateFormat, kStateFormatVersion, model_fingerprint));
+  const SafetensorsFile& file = *snapshot.file;
   int64_t position = 0;
-  if (!absl::SimpleAtoi(get("position"), &position) || position < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("BRT state snapshot: bad position '", get("position"), "'"));
+  if (!absl::SimpleAtoi(snapshot.position, &position) || position < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("BRT state snapshot: bad position '", snapshot.position, "'"));
   }
   const std::vector<Part> parts = Parts(config, state->layout());
   if (file.names().size() != parts.size()) {

@@ -7,14 +7,12 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "base/status.h"
 #include "kernels/cpu/elementwise.h"
-#include "kernels/cpu/gemm.h"
-#include "models/checkpoint_layout.h"
+#include "models/cpu_runner_common.h"
 #include "models/model_dir.h"
 
 namespace blockserve {
@@ -25,13 +23,6 @@ using engine::StepItem;
 
 // Mask values of the trainer (HF's fp32 path), applied by replacement.
 constexpr double kSelfMaskValue = -1e5;
-
-// Rows of `w` per pool task: at least `min_rows`, and enough multiply-adds (about 256K) that
-// waking a worker does not cost more than it saves on small models.
-int64_t MinRowsPerTask(const WeightMatrix& w, size_t batch, int64_t min_rows) {
-  const int64_t per_row = std::max<int64_t>(1, w.cols * static_cast<int64_t>(batch));
-  return std::max<int64_t>(min_rows, (int64_t{1} << 18) / per_row);
-}
 
 void Resize(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
@@ -160,34 +151,19 @@ absl::StatusOr<std::unique_ptr<ReformerRunner>> ReformerRunner::Create(const Mod
   r->fingerprint_ = ModelFingerprint("reformer-", config, *weights);
   ASSIGN_OR_RETURN(r->weights_, ReformerWeights::Load(config, std::move(weights), options.weight_dtype));
   r->shape_ = ReformerStateShape::For(config);
-  int threads = options.num_threads > 0 ? options.num_threads : static_cast<int>(std::thread::hardware_concurrency());
-  threads = std::max(1, threads);
-  // ParallelFor runs on the workers and the calling thread.
-  if (threads > 1) r->pool_ = std::make_unique<ThreadPool>(threads - 1);
-  // GEMMs are split over the pool; BLAS's own threads would spin against it.
-  cpu::SetBlasThreads(1);
+  r->pool_ = PooledMatmul(options.num_threads);
   r->scratch_ = std::make_unique<Scratch>();
 
   const ReformerConfig& rc = config.reformer;
   const bool has_lsh = std::count(rc.attn_layers.begin(), rc.attn_layers.end(), ReformerAttention::kLsh) > 0;
+  r->info_ = CpuModelInfo(config, name, options.weight_dtype);
   engine::ModelInfo& info = r->info_;
   info.family = "reformer";
-  info.name = name;
-  info.vocab_size = config.vocab_size;
-  info.pad_id = config.pad_id;
-  info.unk_id = config.unk_id;
-  info.bos_id = config.bos_id;
-  info.eos_id = config.eos_id;
   info.block_size = has_lsh ? rc.lsh_chunk_length : rc.local_chunk_length;
   info.max_position = rc.max_position_embeddings;
   info.state_bytes = r->NewState()->byte_size();
   info.constant_state = false;
   info.whole_first_prompt = true;  // the prefill is one full forward over the first prompt
-  info.num_parameters = CountParameters(config);
-  info.d_model = config.d_model;
-  info.num_layers = config.num_layers;
-  info.weight_dtype = std::string(WeightDTypeName(options.weight_dtype));
-  info.device = "cpu";
   return r;
 }
 
@@ -229,30 +205,14 @@ absl::StatusOr<std::unique_ptr<SequenceState>> ReformerRunner::DeserializeState(
 }
 
 absl::Status ReformerRunner::Execute(absl::Span<const StepItem> items) {
-  // A step holds a few dozen items: a linear scan finds repeated states without allocating.
   std::vector<const void*>& seen = scratch_->seen;
   seen.clear();
   const int64_t max_position = config_.reformer.max_position_embeddings;
   for (size_t i = 0; i < items.size(); ++i) {
     const StepItem& item = items[i];
     const auto* state = dynamic_cast<const ReformerSequenceState*>(item.state);
-    if (state == nullptr || state->owner() != this) {
-      return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": the state was not made by this runner"));
-    }
-    if (std::find(seen.begin(), seen.end(), state) != seen.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": the same state appears twice in one step"));
-    }
-    seen.push_back(state);
-    if (item.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": no tokens"));
-    for (size_t t = 0; t < item.tokens.size(); ++t) {
-      if (item.tokens[t] < 0 || item.tokens[t] >= config_.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": token ", t, " is ", item.tokens[t],
-                                                       ", outside the vocabulary [0, ", config_.vocab_size, ")"));
-      }
-    }
-    if (item.logits != StepItem::Logits::kNone && item.logits_out == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("step item ", i, ": logits requested without a buffer"));
-    }
+    RETURN_IF_ERROR(CheckStepItem(item, i, state != nullptr && state->owner() == this ? state : nullptr,
+                                  config_.vocab_size, &seen));
     if (state->position() + static_cast<int64_t>(item.tokens.size()) > max_position) {
       return absl::OutOfRangeError(absl::StrCat("step item ", i, ": ", item.tokens.size(), " tokens at position ",
                                                 state->position(), " would pass the model's ", max_position,
@@ -292,26 +252,6 @@ absl::Status ReformerRunner::Execute(absl::Span<const StepItem> items) {
     }
   }
   return absl::OkStatus();
-}
-
-void ReformerRunner::ParallelFor(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
-  if (pool_ == nullptr) {
-    if (n > 0) fn(0, n);
-    return;
-  }
-  pool_->ParallelFor(n, min_chunk, fn);
-}
-
-void ReformerRunner::Gemm(const WeightMatrix& w, const float* x, size_t m, float* y) {
-  ParallelFor(w.rows, MinRowsPerTask(w, m, 64), [&](int64_t begin, int64_t end) {
-    w.Gemm(x, m, y, static_cast<size_t>(begin), static_cast<size_t>(end));
-  });
-}
-
-void ReformerRunner::MatVec(const WeightMatrix& w, const float* x, size_t batch, float* y) {
-  ParallelFor(w.rows, MinRowsPerTask(w, batch, 32), [&](int64_t begin, int64_t end) {
-    w.MatVec(x, batch, y, static_cast<size_t>(begin), static_cast<size_t>(end));
-  });
 }
 
 void ReformerRunner::Embed(const int32_t* ids, const int64_t* positions, size_t rows, float* x) {
@@ -418,17 +358,17 @@ void ReformerRunner::Prefill(const StepItem& item) {
     Resize(s.xn, L * d);
     LayerNorm(s.x2.data(), W.attn_norm_weight, W.attn_norm_bias, L, d, c.norm_eps, s.xn.data());
     if (W.lsh) {
-      Gemm(W.qk, s.xn.data(), L, s.q.data());
-      Gemm(W.v, s.xn.data(), L, s.v.data());
+      pool_.Gemm(W.qk, s.xn.data(), L, s.q.data());
+      pool_.Gemm(W.v, s.xn.data(), L, s.v.data());
       PrefillLsh(li, state, s.q.data(), s.v.data(), L, s.attn.data());
     } else {
-      Gemm(W.q, s.xn.data(), L, s.q.data());
-      Gemm(W.k, s.xn.data(), L, s.k.data());
-      Gemm(W.v, s.xn.data(), L, s.v.data());
+      pool_.Gemm(W.q, s.xn.data(), L, s.q.data());
+      pool_.Gemm(W.k, s.xn.data(), L, s.k.data());
+      pool_.Gemm(W.v, s.xn.data(), L, s.v.data());
       PrefillLocal(li, state, s.q.data(), s.k.data(), s.v.data(), L, s.attn.data());
     }
     Resize(s.tmp, L * d);
-    Gemm(W.out, s.attn.data(), L, s.tmp.data());
+    pool_.Gemm(W.out, s.attn.data(), L, s.tmp.data());
     cpu::AddInPlace(s.x1.data(), s.tmp.data(), L * d);
     FeedForward(li, s.x1.data(), s.x2.data(), L, /*decode=*/false);
   }
@@ -461,7 +401,7 @@ void ReformerRunner::PrefillLsh(int layer, ReformerSequenceState* state, const f
 
   if (L <= c) {
     // One chunk: plain causal attention with the self mask, no rounds.
-    ParallelFor(L, 8, [&](int64_t begin, int64_t end) {
+    pool_.ParallelFor(L, 8, [&](int64_t begin, int64_t end) {
       std::vector<float> logits(L);
       std::vector<const float*> keys(L), values(L);
       for (int64_t t = begin; t < end; ++t) {
@@ -489,7 +429,7 @@ void ReformerRunner::PrefillLsh(int layer, ReformerSequenceState* state, const f
   const int64_t P = PaddedLength(L);
   BS_CHECK(P % c == 0);
   const int64_t slots = nh * P, num_chunks = slots / c;
-  ParallelFor(H, 1, [&](int64_t h_begin, int64_t h_end) {
+  pool_.ParallelFor(H, 1, [&](int64_t h_begin, int64_t h_end) {
     std::vector<int32_t> slot_pos(slots);
     // The rounds are combined on the fly (slots come round by round): per position the
     // largest lse so far, sum_r exp(lse_r - max) and sum_r exp(lse_r - max) * o_r, which is
@@ -562,7 +502,7 @@ void ReformerRunner::PrefillLocal(int layer, ReformerSequenceState* state, const
   for (int64_t i = 0; i < L * A; ++i) ks[i] = k[i] * inv_sqrt;
   // Position t attends to [c_l * (t / c_l - nb), t] clipped at 0: its chunk and the nb before
   // (padding, if any, comes after every real position and is never seen).
-  ParallelFor(L, 8, [&](int64_t begin, int64_t end) {
+  pool_.ParallelFor(L, 8, [&](int64_t begin, int64_t end) {
     std::vector<float> logits(cl * (1 + nb));
     std::vector<const float*> keys(logits.size()), values(logits.size());
     for (int64_t t = begin; t < end; ++t) {
@@ -729,13 +669,13 @@ void ReformerRunner::DecodeBatch(const std::vector<const StepItem*>& items) {
     Resize(s.xn, B * d);
     LayerNorm(s.x2.data(), W.attn_norm_weight, W.attn_norm_bias, B, d, c.norm_eps, s.xn.data());
     if (W.lsh) {
-      MatVec(W.qk, s.xn.data(), B, s.q.data());
+      pool_.MatVec(W.qk, s.xn.data(), B, s.q.data());
     } else {
-      MatVec(W.q, s.xn.data(), B, s.q.data());
-      MatVec(W.k, s.xn.data(), B, s.k.data());
+      pool_.MatVec(W.q, s.xn.data(), B, s.q.data());
+      pool_.MatVec(W.k, s.xn.data(), B, s.k.data());
     }
-    MatVec(W.v, s.xn.data(), B, s.v.data());
-    ParallelFor(B, 1, [&](int64_t begin, int64_t end) {
+    pool_.MatVec(W.v, s.xn.data(), B, s.v.data());
+    pool_.ParallelFor(B, 1, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         if (W.lsh) {
           DecodeLsh(li, states[b], &s.q[b * A], &s.v[b * A], &s.attn[b * A]);
@@ -745,7 +685,7 @@ void ReformerRunner::DecodeBatch(const std::vector<const StepItem*>& items) {
       }
     });
     Resize(s.tmp, B * d);
-    MatVec(W.out, s.attn.data(), B, s.tmp.data());
+    pool_.MatVec(W.out, s.attn.data(), B, s.tmp.data());
     cpu::AddInPlace(s.x1.data(), s.tmp.data(), B * d);
     FeedForward(li, s.x1.data(), s.x2.data(), B, /*decode=*/true);
   }

@@ -4,17 +4,16 @@
 #define BLOCKSERVE_MODELS_REFORMER_REFORMER_RUNNER_H_
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "base/safetensors.h"
-#include "base/thread_pool.h"
 #include "engine/api/model_runner.h"
 #include "models/brt/brt_runner.h"  // RunnerOptions
 #include "models/model_config.h"
+#include "models/pooled_matmul.h"
 #include "models/reformer/reformer_state.h"
 #include "models/reformer/reformer_weights.h"
 
@@ -81,11 +80,9 @@ class ReformerRunner final : public engine::ModelRunner {
   void FeedForward(int layer, const float* x1, float* x2, size_t rows, bool decode);
   // out (rows, V) = lm_head(LayerNorm([x1; x2])) + bias; decode: batched GEMV.
   void Logits(const float* x1, const float* x2, size_t rows, float* out, bool decode);
-  void ParallelFor(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
-  void Gemm(const WeightMatrix& w, const float* x, size_t m, float* y);
-  void MatVec(const WeightMatrix& w, const float* x, size_t batch, float* y);
+  // y (m, rows) = x @ W^T: the batched GEMV when `decode`, else BLAS.
   void Project(const WeightMatrix& w, const float* x, size_t m, float* y, bool decode) {
-    decode ? MatVec(w, x, m, y) : Gemm(w, x, m, y);
+    decode ? pool_.MatVec(w, x, m, y) : pool_.Gemm(w, x, m, y);
   }
 
   ModelConfig config_;
@@ -93,7 +90,7 @@ class ReformerRunner final : public engine::ModelRunner {
   ReformerStateShape shape_;
   engine::ModelInfo info_;
   std::string fingerprint_;  // the model (config and weights) in state snapshots
-  std::unique_ptr<ThreadPool> pool_;  // null when running on one thread
+  PooledMatmul pool_;  // weight products and parallel loops
   std::unique_ptr<Scratch> scratch_;
 };
 

@@ -3,13 +3,14 @@
 
 #include <algorithm>
 #include <cstring>
-#include <map>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "base/safetensors.h"
+#include "base/status.h"
 #include "base/tensor.h"
+#include "models/state_snapshot.h"
 
 namespace blockserve {
 
@@ -186,43 +187,17 @@ std::string SerializeReformerState(const ReformerSequenceState& state, const std
   for (const Part& part : Parts(state, state.position())) {
     tensors.emplace_back(part.name, ConstTensorView(part.dtype, part.shape, NumElements(part.shape) ? part.data : nullptr));
   }
-  const std::map<std::string, std::string> metadata = {{"format", kStateFormat},
-                                                       {"format_version", kStateFormatVersion},
-                                                       {"position", absl::StrCat(state.position())},
-                                                       {"model", model_fingerprint}};
-  absl::StatusOr<std::string> bytes = SerializeSafetensors(tensors, metadata);
-  // Only malformed names or views fail, and ours are fixed and valid.
-  BS_CHECK_MSG(bytes.ok(), bytes.status().ToString().c_str());
-  return *std::move(bytes);
+  return SerializeStateSnapshot(tensors, kStateFormat, kStateFormatVersion, state.position(), model_fingerprint);
 }
 
 absl::Status DeserializeReformerState(absl::string_view bytes, const std::string& model_fingerprint,
                                       int64_t max_position, ReformerSequenceState* state) {
-  auto file_or = SafetensorsFile::FromBuffer(std::string(bytes), "state snapshot");
-  if (!file_or.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("not a Reformer state snapshot: ", file_or.status().message()));
-  }
-  const SafetensorsFile& file = **file_or;
-  const auto& meta = file.metadata();
-  auto get = [&](const char* key) -> std::string {
-    auto it = meta.find(key);
-    return it == meta.end() ? "" : it->second;
-  };
-  if (get("format") != kStateFormat) {
-    return absl::InvalidArgumentError(absl::StrCat("not a Reformer state snapshot (format '", get("format"), "')"));
-  }
-  if (get("format_version") != kStateFormatVersion) {
-    return Corrupt(absl::StrCat("format_version '", get("format_version"), "' is not supported (this build reads ",
-                                kStateFormatVersion, ")"));
-  }
-  if (get("model") != model_fingerprint) {
-    return absl::FailedPreconditionError(absl::StrCat("the snapshot belongs to model ", get("model"),
-                                                      ", not to the loaded model ", model_fingerprint));
-  }
+  ASSIGN_OR_RETURN(StateSnapshot snapshot,
+                   OpenStateSnapshot(bytes, "Reformer", kStateFormat, kStateFormatVersion, model_fingerprint));
+  const SafetensorsFile& file = *snapshot.file;
   int64_t position = 0;
-  if (!absl::SimpleAtoi(get("position"), &position) || position < 0 || position > max_position) {
-    return Corrupt(absl::StrCat("bad position '", get("position"), "' (the model holds ", max_position, ")"));
+  if (!absl::SimpleAtoi(snapshot.position, &position) || position < 0 || position > max_position) {
+    return Corrupt(absl::StrCat("bad position '", snapshot.position, "' (the model holds ", max_position, ")"));
   }
   const ReformerStateShape& s = state->shape();
   const std::vector<Part> parts = Parts(*state, position);

@@ -1,17 +1,18 @@
-// Reformer weights as the CPU forward pass reads them: matrices (out, in) in f32 or bf16
-// (WeightMatrix, shared with BRT), vectors and the LSH rotations in f32.
+// Reformer weights as the CPU forward pass reads them: matrices (out, in) in f32 or bf16,
+// vectors and the LSH rotations in f32 (models/weight_store.h).
 #ifndef BLOCKSERVE_MODELS_REFORMER_REFORMER_WEIGHTS_H_
 #define BLOCKSERVE_MODELS_REFORMER_REFORMER_WEIGHTS_H_
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "base/safetensors.h"
-#include "models/brt/brt_weights.h"
 #include "models/model_config.h"
+#include "models/weight_store.h"
 
 namespace blockserve {
 
@@ -35,8 +36,7 @@ struct ReformerLayerWeights {
   const float* b2 = nullptr;                // (d)
 };
 
-// Every weight of a Reformer model. Tensors stored F32 and served as f32 are read in place
-// from the memory-mapped file; everything else is converted once at load.
+// Every weight of a Reformer model, loaded through a WeightStore (in place where possible).
 // Thread-safety: immutable after Load; shared by every sequence.
 class ReformerWeights {
  public:
@@ -46,7 +46,7 @@ class ReformerWeights {
                                                                WeightDType dtype);
 
   const ModelConfig& config() const { return config_; }
-  WeightDType dtype() const { return dtype_; }
+  WeightDType dtype() const { return store_.dtype(); }
   const WeightMatrix& embed() const { return embed_; }        // (V, d)
   const float* axial0() const { return axial0_; }              // (n1, d1)
   const float* axial1() const { return axial1_; }              // (n2, d2)
@@ -61,15 +61,11 @@ class ReformerWeights {
   void Position(int64_t p, float* out) const;
 
  private:
-  ReformerWeights() = default;
-  absl::StatusOr<const float*> Vector(const std::string& name);
-  absl::StatusOr<WeightMatrix> Matrix(const std::string& name);
+  ReformerWeights(const ModelConfig& config, std::shared_ptr<const SafetensorsFile> file, WeightDType dtype)
+      : config_(config), store_(std::move(file), dtype) {}
 
   ModelConfig config_;
-  WeightDType dtype_ = WeightDType::kF32;
-  std::shared_ptr<const SafetensorsFile> file_;
-  std::vector<std::unique_ptr<std::vector<float>>> owned_f32_;
-  std::vector<std::unique_ptr<std::vector<uint16_t>>> owned_bf16_;
+  WeightStore store_;
   WeightMatrix embed_;
   const float* axial0_ = nullptr;
   const float* axial1_ = nullptr;
