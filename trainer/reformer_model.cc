@@ -42,7 +42,7 @@ struct ReversibleLayers : public torch::autograd::Function<ReversibleLayers> {
       torch::AutoGradMode enable(true);
       // Y2 = X2 + FFN(Y1): gradients of the FFN's parameters and of Y1 through it.
       const torch::Tensor y1_leaf = y1.detach().requires_grad_(true);
-      const torch::Tensor g = layer->ffn->forward(layer->ffn_norm(y1_leaf));
+      const torch::Tensor g = layer->FeedForward(y1_leaf);
       torch::autograd::backward({g}, {dy2});
       const torch::Tensor x2 = (y2 - g).detach();
       const torch::Tensor dy1_total = dy1 + y1_leaf.grad();
@@ -114,8 +114,22 @@ ReformerLayerImpl::ReformerLayerImpl(const ModelConfig& c, int layer) : config_(
 std::pair<torch::Tensor, torch::Tensor> ReformerLayerImpl::forward(const torch::Tensor& x1, const torch::Tensor& x2,
                                                                    int64_t valid_length) {
   const torch::Tensor y1 = x1 + attn(attn_norm(x2), valid_length);
-  const torch::Tensor y2 = x2 + ffn->forward(ffn_norm(y1));
+  const torch::Tensor y2 = x2 + FeedForward(y1);
   return {y1, y2};
+}
+
+torch::Tensor ReformerLayerImpl::FeedForward(const torch::Tensor& y1) {
+  const int64_t L = y1.size(1);
+  if (ffn_chunk <= 0 || L <= ffn_chunk) return ffn->forward(ffn_norm(y1));
+  std::vector<torch::Tensor> parts;
+  for (int64_t begin = 0; begin < L; begin += ffn_chunk) {
+    parts.push_back(ffn->forward(ffn_norm(y1.narrow(1, begin, std::min(ffn_chunk, L - begin)))));
+  }
+  return torch::cat(parts, 1);
+}
+
+void ReformerLmImpl::set_ffn_chunk(int64_t chunk) {
+  for (const auto& layer : *layers) layer->as<ReformerLayerImpl>()->ffn_chunk = chunk;
 }
 
 ReformerLmImpl::ReformerLmImpl(const ModelConfig& config, double axial_init_std) : config_(config) {

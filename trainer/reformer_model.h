@@ -37,9 +37,15 @@ class ReformerLayerImpl : public torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x1, const torch::Tensor& x2,
                                                   int64_t valid_length = -1);
 
+  // FFN(LayerNorm(y1)), run over at most `ffn_chunk` positions at a time when ffn_chunk > 0
+  // (the Reformer's chunked feed-forward: the F-wide hidden activation exists for one chunk at a
+  // time; positions are independent, so the result is the same).
+  torch::Tensor FeedForward(const torch::Tensor& y1);
+
   torch::nn::LayerNorm attn_norm{nullptr}, ffn_norm{nullptr};
   ReformerSelfAttention attn{nullptr};
   torch::nn::Sequential ffn{nullptr};  // w1, activation, w2 (named "w1", "act", "w2")
+  int64_t ffn_chunk = 0;
 
  private:
   ModelConfig config_;
@@ -53,6 +59,8 @@ class ReformerLmImpl : public torch::nn::Module {
   // near unigram statistics (docs/training.md), hence the default 0.02.
   explicit ReformerLmImpl(const ModelConfig& config, double axial_init_std = kDefaultAxialInitStd);
   static constexpr double kDefaultAxialInitStd = 0.02;
+  // Chunked feed-forward in every layer (see ReformerLayerImpl::FeedForward); 0: whole sequence.
+  void set_ffn_chunk(int64_t chunk);
   // tokens: (B, L) int64 from position 0, L at most max_position_embeddings. Returns logits
   // (B, L, V). Internally the sequence runs right-padded to ReformerPaddedLength(L) (pads:
   // pad_id tokens, the pad bucket in LSH layers, never seen by a real position). With `reversible`, the layers run

@@ -128,6 +128,27 @@ TEST(ReformerModelTest, PaddedForwardsKeepTheRealPositions) {
   EXPECT_TRUE(torch::allclose(a, lsh9->forward(tokens.narrow(1, 0, 27)), 1e-6, 1e-6));
 }
 
+// The chunked feed-forward gives the same outputs and gradients (reversible backward included).
+TEST(ReformerModelTest, ChunkedFeedForwardChangesNothing) {
+  torch::manual_seed(6);
+  ReformerLm model(TinyReformer({ReformerAttention::kLocal, ReformerAttention::kLsh}));
+  model->to(torch::kFloat64);
+  const torch::Tensor tokens = torch::randint(0, 50, {2, 32}, torch::kInt64);
+  std::vector<torch::Tensor> outs, grads;
+  for (int64_t chunk : {0, 5, 16}) {
+    model->set_ffn_chunk(chunk);
+    model->zero_grad();
+    const torch::Tensor out = model->forward(tokens, /*reversible=*/true);
+    out.pow(2).mean().backward();
+    outs.push_back(out.detach());
+    grads.push_back(model->layers[0]->as<ReformerLayer>()->ffn[0]->as<torch::nn::Linear>()->weight.grad().clone());
+  }
+  for (size_t i = 1; i < outs.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(outs[i], outs[0], 1e-12, 1e-12)) << i;
+    EXPECT_TRUE(torch::allclose(grads[i], grads[0], 1e-10, 1e-12)) << i;
+  }
+}
+
 TEST(ReformerModelTest, TheReversibleBackwardGivesTheOrdinaryGradients) {
   torch::manual_seed(3);
   ReformerLm model(TinyReformer({ReformerAttention::kLocal, ReformerAttention::kLsh, ReformerAttention::kLocal}));

@@ -1,5 +1,6 @@
 // End-to-end runs of the blockserve-train binary: a tiny BRT learns KJV, its exported directory
-// reproduces the reported evaluation, and 2-process DDP equals 1 process with the doubled batch.
+// reproduces the reported evaluation, and 2-process DDP equals 1 process with the doubled batch (BRT
+// and Reformer).
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -90,40 +91,48 @@ TEST(TrainCliTest, TinyBrtLearnsKjvAndItsExportReproducesTheEvaluation) {
   EXPECT_EQ(std::string(magic + 1, 3), "PNG") << "curves.png missing (gnuplot-nox installed?)";
 }
 
+// Both families: the BRT (carried state) and the Reformer (independent segments, LSH).
 TEST(TrainCliTest, TwoProcessDdpEqualsOneProcessWithTheDoubledBatch) {
-  const std::string one = testing::MakeTempDir("blockserve_ddp1"), two = testing::MakeTempDir("blockserve_ddp2");
-  const std::string args =
+  const std::string common =
       " --corpus=kjv --max_corpus_bytes=400000 --vocab=400 --d_model=32 --layers=2 --heads=2 --head_dim=16"
-      " --ffn=64 --window=16 --segment=32 --states=8 --recurrent_layers=1 --batch=4 --steps=12 --warmup=2"
-      " --dropout=0 --threads=1 --plot=false --log_every=12";
-  std::string log1, log2;
-  ASSERT_EQ(RunCommand(absl::StrCat(TrainBinary(), " --out=", one, args), &log1), 0) << log1;
-  ASSERT_EQ(RunCommand(absl::StrCat(TrainBinary(), " --out=", two, " --nproc=2", args), &log2), 0) << log2;
-  EXPECT_NE(log2.find("2 process(es)"), std::string::npos) << log2;
-  auto a = SafetensorsFile::Open(one + "/model.safetensors");
-  auto b = SafetensorsFile::Open(two + "/model.safetensors");
-  ASSERT_TRUE(a.ok() && b.ok());
-  ASSERT_EQ((*a)->names(), (*b)->names());
-  double max_diff = 0, max_change = 0;
-  for (const std::string& name : (*a)->names()) {
-    auto va = (*a)->Get(name)->as<float>();
-    auto vb = (*b)->Get(name)->as<float>();
-    for (size_t i = 0; i < va.size(); ++i) max_diff = std::max<double>(max_diff, std::fabs(va[i] - vb[i]));
+      " --ffn=64 --segment=32 --batch=4 --steps=12 --warmup=2 --dropout=0 --threads=1 --plot=false --log_every=12";
+  for (const std::string& family_args :
+       {std::string(" --window=16 --states=8 --recurrent_layers=1"),
+        std::string(" --model=reformer --attn_layers=local,lsh --lsh_chunk=8 --local_chunk=8 --max_positions=64")}) {
+    SCOPED_TRACE(family_args);
+    const std::string args = common + family_args;
+    const std::string one = testing::MakeTempDir("blockserve_ddp1"), two = testing::MakeTempDir("blockserve_ddp2");
+    std::string log1, log2;
+    ASSERT_EQ(RunCommand(absl::StrCat(TrainBinary(), " --out=", one, args), &log1), 0) << log1;
+    ASSERT_EQ(RunCommand(absl::StrCat(TrainBinary(), " --out=", two, " --nproc=2", args), &log2), 0) << log2;
+    EXPECT_NE(log2.find("2 process(es)"), std::string::npos) << log2;
+    auto a = SafetensorsFile::Open(one + "/model.safetensors");
+    auto b = SafetensorsFile::Open(two + "/model.safetensors");
+    ASSERT_TRUE(a.ok() && b.ok());
+    ASSERT_EQ((*a)->names(), (*b)->names());
+    double max_diff = 0, max_change = 0;
+    for (const std::string& name : (*a)->names()) {
+      auto va = (*a)->Get(name)->as<float>();
+      auto vb = (*b)->Get(name)->as<float>();
+      for (size_t i = 0; i < va.size(); ++i) max_diff = std::max<double>(max_diff, std::fabs(va[i] - vb[i]));
+    }
+    // Sanity: training moved the weights far more than the difference.
+    auto init_dir = testing::MakeTempDir("blockserve_ddp0");
+    std::string log0;
+    ASSERT_EQ(RunCommand(absl::StrCat(TrainBinary(), " --out=", init_dir, args, " --steps=1 --lr=1e-12"), &log0), 0)
+        << log0;
+    auto c = SafetensorsFile::Open(init_dir + "/model.safetensors");
+    ASSERT_TRUE(c.ok());
+    for (const std::string& name : (*a)->names()) {
+      auto va = (*a)->Get(name)->as<float>();
+      auto vc = (*c)->Get(name)->as<float>();
+      for (size_t i = 0; i < va.size(); ++i) max_change = std::max<double>(max_change, std::fabs(va[i] - vc[i]));
+    }
+    std::printf("%s\nDDP vs single process: max |diff| %.3g; max change from init %.3g\n", family_args.c_str(),
+                max_diff, max_change);
+    EXPECT_LT(max_diff, 1e-5);
+    EXPECT_GT(max_change, 1e-3);
   }
-  // Sanity: training moved the weights far more than the difference.
-  auto init_dir = testing::MakeTempDir("blockserve_ddp0");
-  std::string log0;
-  ASSERT_EQ(RunCommand(absl::StrCat(TrainBinary(), " --out=", init_dir, args, " --steps=1 --lr=1e-12"), &log0), 0) << log0;
-  auto c = SafetensorsFile::Open(init_dir + "/model.safetensors");
-  ASSERT_TRUE(c.ok());
-  for (const std::string& name : (*a)->names()) {
-    auto va = (*a)->Get(name)->as<float>();
-    auto vc = (*c)->Get(name)->as<float>();
-    for (size_t i = 0; i < va.size(); ++i) max_change = std::max<double>(max_change, std::fabs(va[i] - vc[i]));
-  }
-  std::printf("DDP vs single process: max |diff| %.3g; max change from init %.3g\n", max_diff, max_change);
-  EXPECT_LT(max_diff, 1e-5);
-  EXPECT_GT(max_change, 1e-3);
 }
 
 }  // namespace

@@ -172,6 +172,7 @@ absl::Status Trainer::BuildModel() {
   torch::manual_seed(o_.seed);  // identical initial weights on every rank
   if (reformer()) {
     reformer_.emplace(o_.model, o_.axial_init_std);
+    (*reformer_)->set_ffn_chunk(o_.ffn_chunk);
   } else {
     model_.emplace(o_.model);
   }

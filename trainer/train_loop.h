@@ -28,6 +28,7 @@ struct TrainOptions {
   int reformer_segment_length = 512;
   bool reversible = true;            // Reformer: the memory-saving reversible backward
   double axial_init_std = ReformerLmImpl::kDefaultAxialInitStd;  // Reformer: position table init
+  int ffn_chunk = 0;                 // Reformer: chunked feed-forward (positions per chunk; 0: off)
 
   // Optimization (AdamW).
   int batch_size = 4;                // global batch slots (documents read in parallel)

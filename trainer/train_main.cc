@@ -47,6 +47,7 @@ ABSL_FLAG(int, max_positions, 4096, "Reformer: positions of the axial embedding 
           "as close to the square root as possible).");
 ABSL_FLAG(std::string, act, "relu", "Reformer: feed-forward activation, relu | gelu.");
 ABSL_FLAG(double, axial_init_std, 0.02, "Reformer: std of the axial position tables at init (HF: 1.0).");
+ABSL_FLAG(int, ffn_chunk, 0, "Reformer: run the feed-forward over this many positions at a time (0: all).");
 ABSL_FLAG(bool, reversible, true, "Reformer: reversible layers (recompute activations in the backward pass).");
 ABSL_FLAG(int, states, 64, "Recurrent state vectors S.");
 ABSL_FLAG(std::string, recurrent_layers, "", "Comma-separated 0-based recurrent layer indices (brt; default L-3 "
@@ -113,6 +114,7 @@ absl::Status ReformerFromFlags(TrainOptions* o) {
   o->reformer_segment_length = absl::GetFlag(FLAGS_segment);
   o->reversible = absl::GetFlag(FLAGS_reversible);
   o->axial_init_std = absl::GetFlag(FLAGS_axial_init_std);
+  o->ffn_chunk = absl::GetFlag(FLAGS_ffn_chunk);
   if (r.lsh_chunk_length < 1 || r.local_chunk_length < 1) {
     return absl::InvalidArgumentError("--lsh_chunk and --local_chunk must be positive");
   }
