@@ -5,12 +5,27 @@
 # and show the metrics endpoint. The server is stopped at the end (KEEP_SERVER=1 keeps it).
 #
 # Env: BLOCKSERVE_HOME (cache, default ~/.cache/blockserve), PORT (50051), METRICS_PORT (9464),
-#      TRAIN_STEPS (500), KEEP_SERVER (0).
+#      TRAIN_STEPS (500), KEEP_SERVER (0), MODEL_FAMILY (brt; reformer trains and serves a small
+#      KJV Reformer instead, cached in models/kjv-reformer, about 10 minutes to train).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 home="${BLOCKSERVE_HOME:-$HOME/.cache/blockserve}"
-model="$home/models/kjv-brt"
+family="${MODEL_FAMILY:-brt}"
+case "$family" in
+  brt)
+    model="$home/models/kjv-brt"
+    train_args=(--model=brt --d_model=128 --layers=4 --heads=4 --head_dim=32 --ffn=512 --window=64 --segment=512
+                --states=64 --batch=4 --lr=2e-3 --warmup=40)
+    ;;
+  reformer)
+    model="$home/models/kjv-reformer"
+    train_args=(--model=reformer --attn_layers=local,lsh --lsh_chunk=32 --local_chunk=32 --hashes=2
+                --d_model=128 --layers=4 --heads=4 --head_dim=32 --ffn=512 --segment=256 --max_positions=4096
+                --batch=8 --lr=2e-3 --warmup=50 --reversible=false)
+    ;;
+  *) echo "MODEL_FAMILY must be brt or reformer, got '$family'" >&2; exit 2 ;;
+esac
 port="${PORT:-50051}"
 metrics_port="${METRICS_PORT:-9464}"
 bin="$root/build/bin"
@@ -30,11 +45,9 @@ else
   mkdir -p "$home/models"
   tmp="$model.partial"
   rm -rf "$tmp"
-  echo "training a small BRT on the KJV Bible (${TRAIN_STEPS:-500} steps; a few minutes on 2 cores)..."
-  "$bin/blockserve-train" --out="$tmp" --corpus=kjv --model=brt --vocab=2000 \
-    --d_model=128 --layers=4 --heads=4 --head_dim=32 --ffn=512 --window=64 --segment=512 --states=64 \
-    --batch=4 --steps="${TRAIN_STEPS:-500}" --lr=2e-3 --warmup=40 --log_every=50 --eval_every=0 \
-    --eval_max_tokens=50000 --plot=false
+  echo "training a small $family on the KJV Bible (${TRAIN_STEPS:-500} steps; minutes on 2 cores)..."
+  "$bin/blockserve-train" --out="$tmp" --corpus=kjv --vocab=2000 "${train_args[@]}" \
+    --steps="${TRAIN_STEPS:-500}" --log_every=50 --eval_every=0 --eval_max_tokens=50000 --plot=false
   rm -rf "$tmp/train_state"
   rm -rf "$model"
   mv "$tmp" "$model"

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -311,7 +312,10 @@ absl::Status Trainer::Run() {
   std::error_code ec;
   fs::create_directories(o_.out_dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", o_.out_dir, ": ", ec.message()));
-  if (o_.threads > 0) torch::set_num_threads(o_.threads);
+  // 0: the machine's cores shared by this machine's processes (libtorch's own default can be 1).
+  torch::set_num_threads(o_.threads > 0 ? o_.threads
+                                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
+                                                          o_.world_size));
   RETURN_IF_ERROR(PrepareData());
   RETURN_IF_ERROR(BuildModel());
   const int local = o_.batch_size / o_.world_size;

@@ -51,7 +51,7 @@ struct TrainOptions {
   int save_every = 0;                // 0: save at the end only
   bool resume = false;               // continue from out_dir/train_state
   int stop_at = 0;                   // >0: save the state and stop after this step (resume later)
-  int threads = 0;                   // intra-op threads per process (0: libtorch's default)
+  int threads = 0;                   // intra-op threads per process (0: cores / world_size)
   bool plot = true;                  // write curves.png with gnuplot
 
   // Distributed data parallel (one process per rank).

@@ -72,7 +72,7 @@ ABSL_FLAG(int64_t, eval_max_tokens, 20000, "Token cap for evaluations during tra
 ABSL_FLAG(int, save_every, 0, "Save a resumable training state every N steps (0: at the end only).");
 ABSL_FLAG(bool, resume, false, "Continue from <out>/train_state.");
 ABSL_FLAG(int, stop_at, 0, "Save the training state and stop after this step (continue with --resume).");
-ABSL_FLAG(int, threads, 0, "Intra-op threads per process (0: libtorch default).");
+ABSL_FLAG(int, threads, 0, "Intra-op threads per process (0: the cores divided among the processes).");
 ABSL_FLAG(bool, plot, true, "Write curves.png with gnuplot.");
 ABSL_FLAG(int, nproc, 1, "Data-parallel processes to launch on this machine (Gloo).");
 ABSL_FLAG(int, world_size, 1, "Set by --nproc: total processes.");
