@@ -1,10 +1,14 @@
 // CUDA RMSNorm: one block per row, warp-shuffle reduction of the sum of squares.
+// Also compiled as host C++ on the SIMT harness (BLOCKSERVE_SIMT, kernels_cuda_simt_test): use
+// only what kernels/cuda/simt/simt.h provides, and launch through BS_LAUNCH.
 #include "kernels/cuda/rms_norm.cuh"
+
+#include "kernels/cuda/launch.cuh"
 
 namespace blockserve::cuda {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 256;  // a multiple of 32: every warp is full, so full-mask shuffles are valid
 
 __device__ float WarpSum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
@@ -35,7 +39,7 @@ __global__ void RmsNormKernel(const float* x, const float* scale, int n, float e
 cudaError_t LaunchRmsNorm(const float* x, const float* scale, int rows, int n, float eps, float* out,
                           cudaStream_t stream) {
   if (rows <= 0 || n <= 0) return cudaErrorInvalidValue;
-  RmsNormKernel<<<rows, kThreads, 0, stream>>>(x, scale, n, eps, out);
+  BS_LAUNCH(RmsNormKernel, rows, kThreads, 0, stream)(x, scale, n, eps, out);
   return cudaGetLastError();
 }
 

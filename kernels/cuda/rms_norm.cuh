@@ -2,7 +2,7 @@
 #ifndef BLOCKSERVE_KERNELS_CUDA_RMS_NORM_CUH_
 #define BLOCKSERVE_KERNELS_CUDA_RMS_NORM_CUH_
 
-#include <cuda_runtime.h>
+#include "kernels/cuda/cuda_compat.cuh"  // cuda_runtime.h, or the SIMT harness in tests
 
 namespace blockserve::cuda {
 
