@@ -36,6 +36,8 @@ ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port (0: off).");
 ABSL_FLAG(std::string, port_file, "", "Write the bound gRPC port to this file once serving (for scripts and tests).");
 ABSL_FLAG(std::string, dtype, "f32", "Weights as f32 or bf16.");
 ABSL_FLAG(int, threads, 0, "CPU threads for the model (0: all cores).");
+ABSL_FLAG(std::string, device, "cpu", "Where the model runs: cpu, or cuda (fails with the reason when no GPU can be "
+          "used).");
 ABSL_FLAG(int, max_running, 32, "Sequences decoded together in one step.");
 ABSL_FLAG(int, max_waiting, 256, "Requests allowed to wait; more get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int64_t, prefill_tokens_per_step, 512, "Prompt tokens prefilled per engine step when nothing decodes.");
@@ -105,6 +107,7 @@ absl::Status Run() {
   RunnerOptions runner_options;
   ASSIGN_OR_RETURN(runner_options.weight_dtype, ParseWeightDType(absl::GetFlag(FLAGS_dtype)));
   runner_options.num_threads = absl::GetFlag(FLAGS_threads);
+  runner_options.device = absl::GetFlag(FLAGS_device);
   ASSIGN_OR_RETURN(auto credentials, Credentials());
 
   // The metrics carry the model's name (the directory name) from the start.

@@ -19,6 +19,7 @@ namespace blockserve {
 struct RunnerOptions {
   WeightDType weight_dtype = WeightDType::kF32;
   int num_threads = 0;  // 0: one per hardware thread
+  std::string device = "cpu";  // "cpu" or "cuda" (LoadModelRunner checks it)
 };
 
 // Executes BRT steps on the CPU (spec-brt.md; the trainer's libtorch model is the reference).

@@ -406,6 +406,18 @@ TEST_F(ServerTest, TheLoadGeneratorReportsLatenciesAndThroughput) {
   }
 }
 
+// --device=cuda without a usable GPU (or without CUDA in the build) fails at start with the
+// reason; an unknown device is refused.
+TEST(ServerDeviceTest, CudaWithoutAGpuFailsWithTheReason) {
+  std::string out;
+  const std::string server = absl::StrCat(BinDir(), "/blockserve-server --model=", ModelDir(), " --port=0 --metrics_port=0");
+  EXPECT_EQ(RunCommand(server + " --device=cuda", &out), 1) << out;
+  EXPECT_NE(out.find("device cuda: "), std::string::npos) << out;
+  EXPECT_NE(out.find("use --device=cpu"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(server + " --device=tpu", &out), 1) << out;
+  EXPECT_NE(out.find("device 'tpu': must be cpu or cuda"), std::string::npos) << out;
+}
+
 TEST(ServerTlsTest, ServesOverTlsWithTheGivenCertificate) {
   const std::string dir = testing::MakeTempDir("tls");
   std::string out;
