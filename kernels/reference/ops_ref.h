@@ -144,6 +144,160 @@ inline void GatherRows(const float* table, size_t d, const int32_t* ids, size_t 
   }
 }
 
+
+// ---- sampling and Reformer LSH (references of kernels/cuda/sampling.cu and lsh_*.cu) ----------
+
+// engine::SamplingParams without seed and logprobs.
+struct SamplingConfig {
+  float temperature = 1.0f;
+  int top_k = 0;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+};
+
+// engine/sampler.cc's Sampler::Sample token choice (penalties -> temperature -> top-k -> top-p
+// -> min-p -> draw), with the draw's uniform number in [0, 1) given: u = u01 * kept mass.
+// output_counts (vocab,) (nullptr: none), prompt_seen (vocab,) nonzero for prompt tokens
+// (nullptr: none). `logits` is taken by value.
+inline int32_t SampleToken(std::vector<float> logits, const SamplingConfig& p, const int32_t* output_counts,
+                           const uint8_t* prompt_seen, double u01) {
+  const int32_t vocab = static_cast<int32_t>(logits.size());
+  for (int32_t t = 0; t < vocab; ++t) {
+    const int count = output_counts != nullptr ? output_counts[t] : 0;
+    const bool seen = (prompt_seen != nullptr && prompt_seen[t] != 0) || count > 0;
+    float& l = logits[t];
+    if (seen && p.repetition_penalty != 1.0f) l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
+    if (count > 0 && (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)) {
+      l -= p.presence_penalty * 1.0f + p.frequency_penalty * static_cast<float>(count);
+    }
+  }
+  if (p.temperature == 0.0f) {
+    int32_t best = 0;
+    for (int32_t t = 1; t < vocab; ++t) {
+      if (logits[t] > logits[best]) best = t;
+    }
+    return best;
+  }
+  std::vector<std::pair<float, int32_t>> sorted;
+  for (int32_t t = 0; t < vocab; ++t) sorted.emplace_back(logits[t] / p.temperature, t);
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  size_t keep = sorted.size();
+  if (p.top_k > 0 && static_cast<size_t>(p.top_k) < keep) keep = p.top_k;
+  const double top = sorted[0].first;
+  std::vector<double> probs(keep);
+  double total = 0;
+  for (size_t i = 0; i < keep; ++i) total += probs[i] = std::exp(sorted[i].first - top);
+  if (p.top_p < 1.0f) {
+    double cumulative = 0;
+    for (size_t i = 0; i < keep; ++i) {
+      cumulative += probs[i] / total;
+      if (cumulative >= p.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  if (p.min_p > 0.0f) {
+    size_t cut = 1;
+    while (cut < keep && probs[cut] >= p.min_p * probs[0]) ++cut;
+    keep = cut;
+  }
+  double kept_total = 0;
+  for (size_t i = 0; i < keep; ++i) kept_total += probs[i];
+  const double u = u01 * kept_total;
+  double acc = 0;
+  for (size_t i = 0; i < keep; ++i) {
+    acc += probs[i];
+    if (u < acc) return sorted[i].second;
+  }
+  return sorted[keep - 1].second;
+}
+
+// ReformerRunner::Hash for one token: qk (H * dh), rotations (H, dh, nh, half) with half =
+// sum(factors) / 2; buckets (H * nh), index h * nh + r. y = x . rotations[h][:, r, :] in double;
+// per factor f the first argmax over [y_part; -y_part], digits mixed-radix, first factor least
+// significant.
+inline void LshHash(const float* qk, const float* rotations, int H, int dh, int nh, const std::vector<int>& factors,
+                    int32_t* buckets) {
+  int half = 0;
+  for (int f : factors) half += f / 2;
+  std::vector<double> y(half);
+  for (int h = 0; h < H; ++h) {
+    for (int r = 0; r < nh; ++r) {
+      std::fill(y.begin(), y.end(), 0.0);
+      for (int i = 0; i < dh; ++i) {
+        const float* row = rotations + ((static_cast<size_t>(h) * dh + i) * nh + r) * half;
+        for (int j = 0; j < half; ++j) y[j] += static_cast<double>(qk[h * dh + i]) * row[j];
+      }
+      int64_t bucket = 0, radix = 1;
+      int offset = 0;
+      for (int f : factors) {
+        const int fh = f / 2;
+        int best = 0;
+        double best_value = y[offset];
+        for (int j = 1; j < f; ++j) {
+          const double value = j < fh ? y[offset + j] : -y[offset + j - fh];
+          if (value > best_value) {
+            best_value = value;
+            best = j;
+          }
+        }
+        bucket += radix * best;
+        radix *= f;
+        offset += fh;
+      }
+      buckets[h * nh + r] = static_cast<int32_t>(bucket);
+    }
+  }
+}
+
+// ReformerRunner::DecodeLsh's attention for one query, given the windows: q (H * dh); kv rows of
+// 2 * H * dh floats ([k̂ | v]); windows (H, nh, W) row indices; the row `self_row` gets the
+// logit -1e5. Per (head, round): logits q . k̂, max-subtracted softmax, lse; rounds combined by
+// the softmax of their lse. out (H * dh). Double throughout.
+inline void LshWindowAttention(const float* q, const float* kv, const int32_t* windows, int H, int dh, int nh,
+                               int W, int32_t self_row, float* out) {
+  const size_t A = static_cast<size_t>(H) * dh;
+  std::vector<double> logits(W), o(static_cast<size_t>(nh) * dh), lse(nh);
+  for (int h = 0; h < H; ++h) {
+    for (int r = 0; r < nh; ++r) {
+      const int32_t* win = windows + (static_cast<size_t>(h) * nh + r) * W;
+      double mx = -INFINITY;
+      for (int k = 0; k < W; ++k) {
+        const float* key = kv + win[k] * 2 * A + h * dh;
+        double dot = 0;
+        for (int d = 0; d < dh; ++d) dot += static_cast<double>(q[h * dh + d]) * key[d];
+        logits[k] = win[k] == self_row ? -1e5 : dot;
+        mx = std::max(mx, logits[k]);
+      }
+      double sum = 0;
+      std::fill(o.begin() + r * dh, o.begin() + (r + 1) * dh, 0.0);
+      for (int k = 0; k < W; ++k) {
+        const double e = std::exp(logits[k] - mx);
+        sum += e;
+        const float* value = kv + win[k] * 2 * A + A + h * dh;
+        for (int d = 0; d < dh; ++d) o[r * dh + d] += e * value[d];
+      }
+      for (int d = 0; d < dh; ++d) o[r * dh + d] /= sum;
+      lse[r] = mx + std::log(sum);
+    }
+    double mx = -INFINITY;
+    for (int r = 0; r < nh; ++r) mx = std::max(mx, lse[r]);
+    double total = 0;
+    for (int r = 0; r < nh; ++r) total += std::exp(lse[r] - mx);
+    for (int d = 0; d < dh; ++d) {
+      double acc = 0;
+      for (int r = 0; r < nh; ++r) acc += std::exp(lse[r] - mx) / total * o[r * dh + d];
+      out[h * dh + d] = static_cast<float>(acc);
+    }
+  }
+}
+
 }  // namespace blockserve::ref
 
 #endif  // BLOCKSERVE_KERNELS_REFERENCE_OPS_REF_H_

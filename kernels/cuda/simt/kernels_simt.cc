@@ -7,3 +7,8 @@
 #endif
 
 #include "kernels/cuda/rms_norm.cu"
+#include "kernels/cuda/sampling.cu"
+#include "kernels/cuda/lsh_hash.cu"
+#include "kernels/cuda/decode_attention.cu"
+#include "kernels/cuda/add_rms_norm.cu"
+#include "kernels/cuda/gather_rows.cu"
