@@ -19,10 +19,10 @@ BUILD_DIR="$root/build-asan" BUILD_TYPE=Debug CUDA=OFF bash scripts/build.sh \
   -- base_tensor_test base_file_io_test base_safetensors_test base_utf8_test base_thread_pool_test \
            base_status_logging_test base_tokenizer_test models_config_test models_model_dir_test \
            kernels_cpu_rms_norm_test kernels_cpu_matvec_test kernels_cpu_gemm_test kernels_cpu_attention_test \
-           kernels_cpu_elementwise_test kernels_cuda_simt_test models_brt_runner_test models_reformer_runner_test engine_sampler_test engine_output_processor_test \
+           kernels_cpu_elementwise_test kernels_cuda_simt_test kernels_cuda_gemm_simt_test models_brt_runner_test models_reformer_runner_test engine_sampler_test engine_output_processor_test \
            engine_engine_test engine_session_store_test engine_scheduler_test base_streaming_encoder_test
 ctest --test-dir build-asan --output-on-failure --timeout 900 -j "${JOBS:-$(nproc)}" \
-  -R "^(base_|models_|kernels_cpu_|kernels_cuda_simt_|engine_)"
+  -R "^(base_|models_|kernels_cpu_|kernels_cuda_(gemm_)?simt_|engine_)"
 echo "== ThreadSanitizer: the engine loop, scheduler, session store and thread pool"
 BUILD_DIR="$root/build-tsan" BUILD_TYPE=RelWithDebInfo CUDA=OFF bash scripts/build.sh \
   -DBLOCKSERVE_SANITIZE=thread -DBLOCKSERVE_BUILD_TRAINER=OFF -DBLOCKSERVE_BUILD_SERVER=OFF \

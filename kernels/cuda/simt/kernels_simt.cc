@@ -12,3 +12,6 @@
 #include "kernels/cuda/decode_attention.cu"
 #include "kernels/cuda/add_rms_norm.cu"
 #include "kernels/cuda/gather_rows.cu"
+#include "kernels/cuda/lsh_window_attention.cu"
+#include "kernels/cuda/gates.cu"
+#include "kernels/cuda/bf16_convert.cu"
