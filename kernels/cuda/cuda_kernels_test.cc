@@ -6,6 +6,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cuda/cuda_device.h"
+#include "kernels/cuda/cuda_test_util.h"
 #include "kernels/cuda/rms_norm.cuh"
 #include "kernels/reference/ops_ref.h"
 
@@ -26,8 +27,7 @@ TEST(CudaDeviceTest, QueryNeverCrashesAndExplainsAbsence) {
 }
 
 TEST(CudaRmsNormTest, MatchesReference) {
-  const CudaAvailability a = QueryCudaDevices();
-  if (a.device_count == 0) GTEST_SKIP() << "no CUDA device: " << a.reason;
+  SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(3);
   std::normal_distribution<float> dist(0.0f, 1.5f);
   for (int n : {1, 31, 32, 33, 255, 256, 1000, 4096}) {

@@ -14,13 +14,16 @@
 #include "kernels/cuda/cuda_compat.cuh"
 #include "kernels/cuda/decode_attention.cuh"
 #include "kernels/cuda/gather_rows.cuh"
+#include "kernels/cuda/simt/simt_test_util.h"
 #include "kernels/reference/ops_ref.h"
 
 namespace blockserve::cuda {
 namespace {
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-constexpr float kSentinel = -12345.0f;  // output padding columns: must stay untouched
+using simt_test::HeadsNear;
+using simt_test::kNaN;
+using simt_test::PoisonedRows;
+using simt_test::Untouched;
 
 // One decode step of `batch` sequences, each with its own ring of kv_rows rows holding the keys
 // and values of positions [max(0, p - kv_rows), p) (slot t % kv_rows) and zeros elsewhere, as the
@@ -87,8 +90,7 @@ void RunDecodeCase(const DecodeCase& c, double tol = 2e-5) {
   a.num_keys = c.window;
   a.bias = c.with_bias ? bias.data() : nullptr;
   a.scale = scale.data();
-  std::vector<float> out(static_cast<size_t>(c.batch) * out_stride, kSentinel);
-  for (int b = 0; b < c.batch; ++b) std::fill_n(out.begin() + static_cast<size_t>(b) * out_stride, width, kNaN);
+  std::vector<float> out = PoisonedRows(c.batch, out_stride, 0, width);
   a.out = out.data();
   a.out_stride = out_stride;
   a.keys_per_split = c.keys_per_split;
@@ -118,12 +120,9 @@ void RunDecodeCase(const DecodeCase& c, double tol = 2e-5) {
     r.out_stride = width;
     ref::Attention(r);
     const float* got = out.data() + static_cast<size_t>(b) * out_stride;
-    for (int i = 0; i < width; ++i) {
-      ASSERT_NEAR(got[i], want[i], tol * (1 + std::fabs(want[i])))
-          << "sequence " << b << " (position " << positions[b] << ") head " << i / c.head_dim << " d "
-          << i % c.head_dim;
-    }
-    for (int i = width; i < out_stride; ++i) ASSERT_EQ(got[i], kSentinel) << "wrote outside the row, " << i;
+    ASSERT_TRUE(HeadsNear(got, want.data(), width, c.head_dim, tol))
+        << "sequence " << b << " (position " << positions[b] << ")";
+    ASSERT_TRUE(Untouched(got, width, out_stride)) << "wrote outside the row";
   }
 }
 

@@ -12,6 +12,7 @@
 #include "kernels/cpu/attention.h"  // AttentionArgs only (the scalar reference takes it)
 #include "kernels/cuda/add_rms_norm.cuh"
 #include "kernels/cuda/cuda_device.h"
+#include "kernels/cuda/cuda_test_util.h"
 #include "kernels/cuda/decode_attention.cuh"
 #include "kernels/cuda/gather_rows.cuh"
 #include "kernels/reference/ops_ref.h"
@@ -19,36 +20,7 @@
 namespace blockserve::cuda {
 namespace {
 
-#define SKIP_WITHOUT_DEVICE()                                                   \
-  do {                                                                          \
-    const CudaAvailability avail = QueryCudaDevices();                          \
-    if (avail.device_count == 0) GTEST_SKIP() << "no CUDA device: " << avail.reason; \
-  } while (0)
-
-// A device copy of a host vector, freed on destruction.
-template <typename T>
-class DeviceVector {
- public:
-  explicit DeviceVector(const std::vector<T>& host) : n_(host.size()) {
-    ok_ = cudaMalloc(&ptr_, n_ * sizeof(T) + 1) == cudaSuccess &&
-          cudaMemcpy(ptr_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess;
-  }
-  ~DeviceVector() { cudaFree(ptr_); }
-  DeviceVector(const DeviceVector&) = delete;
-  DeviceVector& operator=(const DeviceVector&) = delete;
-  bool ok() const { return ok_; }
-  T* get() const { return ptr_; }
-  std::vector<T> ToHost() const {
-    std::vector<T> host(n_);
-    EXPECT_EQ(cudaMemcpy(host.data(), ptr_, n_ * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-    return host;
-  }
-
- private:
-  T* ptr_ = nullptr;
-  size_t n_;
-  bool ok_ = false;
-};
+using test_util::DeviceBuffer;
 
 TEST(CudaDecodeAttentionTest, MatchesReference) {
   SKIP_WITHOUT_DEVICE();
@@ -79,12 +51,12 @@ TEST(CudaDecodeAttentionTest, MatchesReference) {
         ref::NormalizeHeads(k[b].data(), rows, width, heads, kd);
         first[b] = (b * 17) % rows;
       }
-      DeviceVector<float> dq(q), dbias(bias), dscale(scale), dout(std::vector<float>(batch * width, NAN));
-      DeviceVector<float> dk0(k[0]), dk1(k[1]), dk2(k[2]), dv0(v[0]), dv1(v[1]), dv2(v[2]);
-      DeviceVector<const float*> dkp(std::vector<const float*>{dk0.get(), dk1.get(), dk2.get()});
-      DeviceVector<const float*> dvp(std::vector<const float*>{dv0.get(), dv1.get(), dv2.get()});
-      DeviceVector<int> dfirst(first);
-      DeviceVector<float> dws(std::vector<float>(DecodeAttentionWorkspaceFloats(batch, heads, kd, window, kps), NAN));
+      DeviceBuffer<float> dq(q), dbias(bias), dscale(scale), dout(std::vector<float>(batch * width, NAN));
+      DeviceBuffer<float> dk0(k[0]), dk1(k[1]), dk2(k[2]), dv0(v[0]), dv1(v[1]), dv2(v[2]);
+      DeviceBuffer<const float*> dkp(std::vector<const float*>{dk0.get(), dk1.get(), dk2.get()});
+      DeviceBuffer<const float*> dvp(std::vector<const float*>{dv0.get(), dv1.get(), dv2.get()});
+      DeviceBuffer<int> dfirst(first);
+      DeviceBuffer<float> dws(std::vector<float>(DecodeAttentionWorkspaceFloats(batch, heads, kd, window, kps), NAN));
       ASSERT_TRUE(dq.ok() && dk2.ok() && dv2.ok() && dkp.ok() && dvp.ok() && dfirst.ok() && dout.ok() && dws.ok());
       DecodeAttentionArgs a;
       a.q = dq.get();
@@ -145,7 +117,7 @@ TEST(CudaAddRmsNormTest, MatchesReference) {
     for (float& e : res) e = dist(rng);
     for (float& e : scale) e = dist(rng);
     for (int i = 0; i < rows * n; ++i) sum[i] = x[i] + res[i];
-    DeviceVector<float> dx(x), dres(res), dscale(scale), dout(std::vector<float>(rows * n, NAN));
+    DeviceBuffer<float> dx(x), dres(res), dscale(scale), dout(std::vector<float>(rows * n, NAN));
     ASSERT_TRUE(dx.ok() && dres.ok() && dscale.ok() && dout.ok());
     ASSERT_TRUE(CudaStatus(LaunchAddRmsNorm(dx.get(), dres.get(), dscale.get(), rows, n, 1e-6f, dout.get(), nullptr),
                            "launch")
@@ -172,8 +144,8 @@ TEST(CudaGatherRowsTest, MatchesReferenceExactly) {
   std::uniform_int_distribution<int32_t> id_dist(0, vocab - 1);
   for (int32_t& id : ids) id = id_dist(rng);
   ids[0] = vocab - 1;
-  DeviceVector<float> dtable(table), dout(std::vector<float>(n * d, NAN));
-  DeviceVector<int32_t> dids(ids);
+  DeviceBuffer<float> dtable(table), dout(std::vector<float>(n * d, NAN));
+  DeviceBuffer<int32_t> dids(ids);
   ASSERT_TRUE(dtable.ok() && dout.ok() && dids.ok());
   ASSERT_TRUE(CudaStatus(LaunchGatherRows(dtable.get(), d, dids.get(), n, dout.get(), nullptr), "launch").ok());
   ref::GatherRows(table.data(), d, ids.data(), n, want.data());

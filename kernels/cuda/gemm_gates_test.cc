@@ -13,6 +13,7 @@
 #include "base/tensor.h"  // FloatToBF16 / BF16ToFloat
 #include "gtest/gtest.h"
 #include "kernels/cuda/cuda_device.h"
+#include "kernels/cuda/cuda_test_util.h"
 #include "kernels/cuda/gates.cuh"
 #include "kernels/cuda/gemm.h"
 #include "kernels/reference/ops_ref.h"
@@ -20,36 +21,7 @@
 namespace blockserve::cuda {
 namespace {
 
-#define SKIP_WITHOUT_DEVICE()                                                          \
-  do {                                                                                 \
-    const CudaAvailability avail = QueryCudaDevices();                                 \
-    if (avail.device_count == 0) GTEST_SKIP() << "no CUDA device: " << avail.reason; \
-  } while (0)
-
-// A device copy of a host vector, freed on destruction.
-template <typename T>
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(const std::vector<T>& host) : n_(host.size()) {
-    ok_ = cudaMalloc(&ptr_, n_ * sizeof(T) + 1) == cudaSuccess &&
-          cudaMemcpy(ptr_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess;
-  }
-  ~DeviceBuffer() { cudaFree(ptr_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  bool ok() const { return ok_; }
-  T* get() const { return ptr_; }
-  std::vector<T> ToHost() const {
-    std::vector<T> host(n_);
-    EXPECT_EQ(cudaMemcpy(host.data(), ptr_, n_ * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-    return host;
-  }
-
- private:
-  T* ptr_ = nullptr;
-  size_t n_;
-  bool ok_ = false;
-};
+using test_util::DeviceBuffer;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 

@@ -17,13 +17,16 @@
 #include "kernels/cuda/cuda_compat.cuh"
 #include "kernels/cuda/lsh_hash.cuh"  // LshWindowStart / LshWindowSlot
 #include "kernels/cuda/lsh_window_attention.cuh"
+#include "kernels/cuda/simt/simt_test_util.h"
 #include "kernels/reference/ops_ref.h"
 
 namespace blockserve::cuda {
 namespace {
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-constexpr float kSentinel = -12345.0f;
+using simt_test::HeadsNear;
+using simt_test::kNaN;
+using simt_test::PoisonedRows;
+using simt_test::Untouched;
 
 // ---- LSH window attention ------------------------------------------------------------------------
 
@@ -95,8 +98,7 @@ void RunLshCase(const LshCase& c, double tol = 2e-5) {
   a.head_dim = c.head_dim;
   a.num_hashes = c.num_hashes;
   a.window = W;
-  std::vector<float> out(static_cast<size_t>(c.batch) * out_stride, kSentinel);
-  for (int b = 0; b < c.batch; ++b) std::fill_n(out.begin() + static_cast<size_t>(b) * out_stride, A, kNaN);
+  std::vector<float> out = PoisonedRows(c.batch, out_stride, 0, A);
   a.out = out.data();
   a.out_stride = out_stride;
   a.keys_per_split = c.keys_per_split;
@@ -111,12 +113,9 @@ void RunLshCase(const LshCase& c, double tol = 2e-5) {
                             &windows[static_cast<size_t>(b) * c.heads * pairs], c.heads, c.head_dim, c.num_hashes, W,
                             self_row[b], want.data());
     const float* got = out.data() + static_cast<size_t>(b) * out_stride;
-    for (int i = 0; i < A; ++i) {
-      ASSERT_NEAR(got[i], want[i], tol * (1 + std::fabs(want[i])))
-          << "sequence " << b << " (rows " << self_row[b] + 1 << ") head " << i / c.head_dim << " d "
-          << i % c.head_dim;
-    }
-    for (int i = A; i < out_stride; ++i) ASSERT_EQ(got[i], kSentinel) << "wrote outside the row, " << i;
+    ASSERT_TRUE(HeadsNear(got, want.data(), A, c.head_dim, tol))
+        << "sequence " << b << " (rows " << self_row[b] + 1 << ")";
+    ASSERT_TRUE(Untouched(got, A, out_stride)) << "wrote outside the row";
   }
 }
 
@@ -248,8 +247,7 @@ void RunCrossCase(int seqs, int heads, int head_dim, int num_states, int keys_pe
   std::vector<float> scale(heads);
   for (int h = 0; h < heads; ++h) scale[h] = (h % 3 == 1 ? -1.0f : 1.0f) * scale_dist(rng);
   std::vector<int> zeros(tokens, 0);
-  std::vector<float> out(static_cast<size_t>(tokens) * out_stride, kSentinel);
-  for (int t = 0; t < tokens; ++t) std::fill_n(out.begin() + static_cast<size_t>(t) * out_stride + width, width, kNaN);
+  std::vector<float> out = PoisonedRows(tokens, out_stride, width, width);
 
   CrossAttentionArgs a;
   a.q = q.data();
@@ -295,13 +293,10 @@ void RunCrossCase(int seqs, int heads, int head_dim, int num_states, int keys_pe
     for (int i = 0; i < m; ++i) {
       const int t = first_token[s] + i;
       const float* row = out.data() + static_cast<size_t>(t) * out_stride;
-      for (int e = 0; e < width; ++e) {
-        ASSERT_NEAR(row[width + e], want[static_cast<size_t>(i) * width + e],
-                    tol * (1 + std::fabs(want[static_cast<size_t>(i) * width + e])))
-            << "sequence " << s << " token " << t << " head " << e / head_dim << " d " << e % head_dim;
-        ASSERT_EQ(row[e], kSentinel) << "wrote into the self-attention half, token " << t;
-      }
-      ASSERT_EQ(row[2 * width], kSentinel) << "wrote outside the row, token " << t;
+      ASSERT_TRUE(HeadsNear(row + width, want.data() + static_cast<size_t>(i) * width, width, head_dim, tol))
+          << "sequence " << s << " token " << t;
+      ASSERT_TRUE(Untouched(row, 0, width)) << "wrote into the self-attention half, token " << t;
+      ASSERT_TRUE(Untouched(row, 2 * width, out_stride)) << "wrote outside the row, token " << t;
     }
   }
 }
