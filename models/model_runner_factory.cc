@@ -12,6 +12,7 @@
 namespace blockserve {
 namespace {
 
+#ifdef BLOCKSERVE_HAVE_CUDA
 // What cudaGetDeviceCount says, asked of the CUDA runtime loaded with dlopen. Linking the
 // runtime into the server instead is not an option: a library loaded at start-up gets static
 // TLS carved from every thread's stack, and civetweb's small worker stacks (the /metrics
@@ -46,6 +47,7 @@ int CudaDeviceCount(std::string* reason) {
   if (count == 0) *reason = "cudaGetDeviceCount found no device";
   return count;
 }
+#endif  // BLOCKSERVE_HAVE_CUDA
 
 // OK for "cpu". For "cuda": FailedPrecondition saying why no GPU can be used (no CUDA in this
 // build, no runtime, no device or driver), else Unimplemented: the CUDA execution backend is not
