@@ -288,9 +288,13 @@ void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active, StepStats* sta
     if (sx != sy) return sx;
     return remaining(x) < remaining(y);
   });
+  // A model whose first prompt must arrive whole gets it in one grant, charged to the budget
+  // in full (it may overdraw this step's budget, leaving nothing for the others).
+  auto whole = [&](Sequence* q) { return runner_->info().whole_first_prompt && q->state()->position() == 0; };
   std::vector<int64_t> grant(prefill.size(), 0);
   for (size_t i = 0; i < prefill.size(); ++i) {
-    grant[i] = std::min(budget, remaining(prefill[i]));
+    const int64_t want = remaining(prefill[i]);
+    grant[i] = budget <= 0 ? 0 : whole(prefill[i]) ? want : std::min(budget, want);
     budget -= grant[i];
     prefill[i]->starved_steps = grant[i] > 0 ? 0 : prefill[i]->starved_steps + 1;
   }
@@ -298,19 +302,18 @@ void Engine::Step(std::vector<std::unique_ptr<Sequence>>& active, StepStats* sta
     Sequence& seq = *prefill[i];
     int64_t n = grant[i];
     if (n <= 0) continue;
-    const int64_t pos = seq.state()->position();
-    if (pos == 0 && runner_->info().whole_first_prompt) {
-      // The whole first prompt in one item (it may exceed this step's budget).
-      n = remaining(&seq);
-    } else if (seq.fed + n < seq.feed_limit) {
-      // Not the last chunk: stop at a block boundary when that leaves something to do.
-      const int64_t aligned = (pos + n) / block * block - pos;
-      if (aligned > 0) n = aligned;
-    }
-    if (options_.checkpoint_interval > 0 && !(pos == 0 && runner_->info().whole_first_prompt)) {
-      // Never run past the next checkpoint position: the step ends exactly on it.
-      const int64_t next = (pos / options_.checkpoint_interval + 1) * options_.checkpoint_interval;
-      n = std::min<int64_t>(n, next - pos);
+    if (!whole(&seq)) {
+      const int64_t pos = seq.state()->position();
+      if (seq.fed + n < seq.feed_limit) {
+        // Not the last chunk: stop at a block boundary when that leaves something to do.
+        const int64_t aligned = (pos + n) / block * block - pos;
+        if (aligned > 0) n = aligned;
+      }
+      if (options_.checkpoint_interval > 0) {
+        // Never run past the next checkpoint position: the step ends exactly on it.
+        const int64_t next = (pos / options_.checkpoint_interval + 1) * options_.checkpoint_interval;
+        n = std::min<int64_t>(n, next - pos);
+      }
     }
     StepItem item{seq.state(), absl::MakeConstSpan(seq.feed).subspan(seq.fed, n), StepItem::Logits::kNone, nullptr};
     const bool last = seq.fed + n == seq.feed_limit;

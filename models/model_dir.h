@@ -29,13 +29,13 @@ struct ModelDir {
 // a floating dtype (F32, BF16 or F16), and nothing else. Errors name the tensor.
 absl::Status ValidateWeights(const ModelConfig& config, const SafetensorsFile& weights);
 
-// Opens `path`: parses config.json, maps and validates model.safetensors, and (optionally)
-// loads tokenizer.model, whose vocabulary must fit in config.vocab_size.
 // A fingerprint of a model for state snapshots: `prefix` + FNV-1a over config.json and, per
 // tensor, its name, shape and first 256 bytes, as 16 hex digits. A snapshot taken with one model
 // is refused by another.
 std::string ModelFingerprint(absl::string_view prefix, const ModelConfig& config, const SafetensorsFile& weights);
 
+// Opens `path`: parses config.json, maps and validates model.safetensors, and (optionally)
+// loads tokenizer.model, whose vocabulary must fit in config.vocab_size.
 absl::StatusOr<ModelDir> OpenModelDir(const std::string& path, bool load_tokenizer = true);
 
 }  // namespace blockserve

@@ -48,12 +48,12 @@ absl::Status EvaluateDocument(engine::ModelRunner& runner, const std::vector<int
                               int64_t segment, int64_t prefill, int64_t max_tokens, EvalTotals* totals) {
   const int V = runner.info().vocab_size;
   const int64_t piece = segment > 0 ? segment : chunk;
-  auto state = runner.NewState();
+  std::unique_ptr<engine::SequenceState> state;  // BRT: one per document; Reformer: one per segment
   std::vector<float> logits(static_cast<size_t>(piece) * V);
   const int64_t inputs = static_cast<int64_t>(doc.size()) - 1;
   for (int64_t begin = 0; begin < inputs; begin += piece) {
     const int64_t n = std::min<int64_t>(piece, inputs - begin);
-    if (segment > 0) state = runner.NewState();
+    if (state == nullptr || segment > 0) state = runner.NewState();
     const int64_t first = segment > 0 && prefill > 0 ? std::min(prefill, n) : n;
     for (int64_t at = 0; at < n;) {
       const int64_t m = at == 0 ? first : n - at;

@@ -125,7 +125,7 @@ inline void PrefetchLines(const float* p, size_t bytes) {
 
 // Work buffers of one step, grown on demand and reused (Execute is never concurrent).
 struct ReformerRunner::Scratch {
-  std::vector<float> x1, x2, xn, q, k, v, attn, tmp, hidden, cat, logits;
+  std::vector<float> x1, x2, xn, q, k, v, attn, tmp, hidden, cat, logits, pos;
   std::vector<int32_t> ids;
   std::vector<int64_t> positions;
   std::vector<ReformerSequenceState*> states;  // decode: one per item
@@ -257,7 +257,8 @@ absl::Status ReformerRunner::Execute(absl::Span<const StepItem> items) {
 void ReformerRunner::Embed(const int32_t* ids, const int64_t* positions, size_t rows, float* x) {
   const size_t d = config_.d_model;
   weights_->embed().Gather(ids, rows, x);
-  std::vector<float> pos(d);
+  std::vector<float>& pos = scratch_->pos;
+  Resize(pos, d);
   for (size_t r = 0; r < rows; ++r) {
     weights_->Position(positions[r], pos.data());
     cpu::AddInPlace(x + r * d, pos.data(), d);
@@ -267,10 +268,8 @@ void ReformerRunner::Embed(const int32_t* ids, const int64_t* positions, size_t 
 void ReformerRunner::FeedForward(int layer, const float* x1, float* x2, size_t rows, bool decode) {
   const ReformerLayerWeights& L = weights_->layer(layer);
   const size_t d = config_.d_model, F = config_.ffn_dim;
-  Scratch& s = *scratch_;
-  Resize(s.xn, rows * d);
+  Scratch& s = *scratch_;  // xn and tmp hold `rows` rows already (the callers size them)
   Resize(s.hidden, rows * F);
-  Resize(s.tmp, rows * d);
   LayerNorm(x1, L.ffn_norm_weight, L.ffn_norm_bias, rows, d, config_.norm_eps, s.xn.data());
   Project(L.w1, s.xn.data(), rows, s.hidden.data(), decode);
   AddBias(s.hidden.data(), L.b1, rows, F);
@@ -349,13 +348,13 @@ void ReformerRunner::Prefill(const StepItem& item) {
   Resize(s.k, L * A);
   Resize(s.v, L * A);
   Resize(s.attn, L * A);
+  Resize(s.tmp, L * d);
   s.positions.resize(L);
   std::iota(s.positions.begin(), s.positions.end(), int64_t{0});
   Embed(item.tokens.data(), s.positions.data(), L, s.x1.data());
   std::memcpy(s.x2.data(), s.x1.data(), L * d * sizeof(float));
   for (int li = 0; li < c.num_layers; ++li) {
     const ReformerLayerWeights& W = weights_->layer(li);
-    Resize(s.xn, L * d);
     LayerNorm(s.x2.data(), W.attn_norm_weight, W.attn_norm_bias, L, d, c.norm_eps, s.xn.data());
     if (W.lsh) {
       pool_.Gemm(W.qk, s.xn.data(), L, s.q.data());
@@ -367,7 +366,6 @@ void ReformerRunner::Prefill(const StepItem& item) {
       pool_.Gemm(W.v, s.xn.data(), L, s.v.data());
       PrefillLocal(li, state, s.q.data(), s.k.data(), s.v.data(), L, s.attn.data());
     }
-    Resize(s.tmp, L * d);
     pool_.Gemm(W.out, s.attn.data(), L, s.tmp.data());
     cpu::AddInPlace(s.x1.data(), s.tmp.data(), L * d);
     FeedForward(li, s.x1.data(), s.x2.data(), L, /*decode=*/false);
@@ -666,7 +664,6 @@ void ReformerRunner::DecodeBatch(const std::vector<const StepItem*>& items) {
   std::memcpy(s.x2.data(), s.x1.data(), B * d * sizeof(float));
   for (int li = 0; li < c.num_layers; ++li) {
     const ReformerLayerWeights& W = weights_->layer(li);
-    Resize(s.xn, B * d);
     LayerNorm(s.x2.data(), W.attn_norm_weight, W.attn_norm_bias, B, d, c.norm_eps, s.xn.data());
     if (W.lsh) {
       pool_.MatVec(W.qk, s.xn.data(), B, s.q.data());
@@ -684,7 +681,6 @@ void ReformerRunner::DecodeBatch(const std::vector<const StepItem*>& items) {
         }
       }
     });
-    Resize(s.tmp, B * d);
     pool_.MatVec(W.out, s.attn.data(), B, s.tmp.data());
     cpu::AddInPlace(s.x1.data(), s.tmp.data(), B * d);
     FeedForward(li, s.x1.data(), s.x2.data(), B, /*decode=*/true);

@@ -103,7 +103,6 @@ ReformerStateShape ReformerStateShape::For(const ModelConfig& config) {
   s.hashes = r.num_hashes;
   s.num_buckets = r.total_buckets();
   s.ring_rows = static_cast<int64_t>(r.local_chunk_length) * (1 + r.local_num_chunks_before);
-  s.lsh_chunk = r.lsh_chunk_length;
   return s;
 }
 

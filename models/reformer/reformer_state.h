@@ -62,7 +62,6 @@ struct ReformerStateShape {
   int hashes = 0;              // nh
   int num_buckets = 0;         // NB (product of the factors)
   int64_t ring_rows = 0;       // local layers: c_l * (1 + local_num_chunks_before)
-  int64_t lsh_chunk = 0;       // c: windows are needed only beyond one chunk
 
   static ReformerStateShape For(const ModelConfig& config);
 };
